@@ -28,6 +28,7 @@ class EpisodeScore:
     success: bool
     score: float | None = None  # on the backend's own scale (RoboReward: 1-5), if it has one
     raw: Any = None  # the backend's raw output, kept for the record
+    valid: bool = True  # False: the backend's output could not be read (reward 0.0, success False, score None)
 
 
 @dataclass(frozen=True)
