@@ -4,26 +4,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config
+from .config import Config, ConfigError
 from .episodes import save_episode
 from .factory import build_env
 from .rollout import run_episode, scripted_expert
 
+DEMO_FORMATS = ("npz", "lerobot")
+
 
 def collect_demos(cfg: Config, progress=None) -> list[Path]:
-    """Record `demos.episodes` expert episodes (seeds from `run.seed`) into `demos.out_dir`."""
+    """Record `demos.episodes` expert episodes (seeds from `run.seed`) into `demos.out_dir`; returns
+    the file of each kept demo (with `demos.format=lerobot`: its parquet table)."""
+    if cfg.demos.format not in DEMO_FORMATS:
+        raise ConfigError(f"Unknown demos.format '{cfg.demos.format}'; choose one of: {', '.join(DEMO_FORMATS)}.")
     env = build_env(cfg)
     act = scripted_expert(env, cfg.demos.expert_noise, seed=cfg.run.seed)
     task = progress.add_task("collecting demos", total=cfg.demos.episodes) if progress else None
+    recorder = None
+    if cfg.demos.format == "lerobot":
+        from .recording import RunRecorder
+
+        recorder = RunRecorder(cfg.demos.out_dir, [cam.name for cam in env.cameras], env.control_hz,
+                               {"robot_type": cfg.robot.robot_model, "task": env.task.name, "source": "scripted_expert",
+                                "expert_noise": cfg.demos.expert_noise, "successful_only": cfg.demos.successful_only})
     paths, seed = [], cfg.run.seed
     try:
         while len(paths) < cfg.demos.episodes:
-            result = run_episode(env, act, seed=seed, record=True)
+            if recorder is not None:
+                from .recording.loop import record_episode
+
+                record = record_episode(env, act, recorder, kind="demo", seed=seed)  # failed attempts are kept too
+                success, path = record["success"], recorder.layout.data_path(record["episode_index"])
+            else:
+                result = run_episode(env, act, seed=seed, record=True)
+                success, path = result.success, None
+                if success or not cfg.demos.successful_only:
+                    path = save_episode(cfg.demos.out_dir, result.episode)
             seed += 1
-            if result.success or not cfg.demos.successful_only:
-                paths.append(save_episode(cfg.demos.out_dir, result.episode))
+            if success or not cfg.demos.successful_only:
+                paths.append(path)
                 if progress:
                     progress.update(task, advance=1)
     finally:
+        if recorder is not None:
+            recorder.close()
         env.close()
     return paths

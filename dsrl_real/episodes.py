@@ -2,6 +2,7 @@
 
 Each file holds `obs/<key>` arrays of length T+1 (the final observation included), `actions`
 (T x A), `rewards` (T), and a JSON `meta` string (task, seed, success, terminated, truncated, ...).
+`load_episodes` also reads a run recorded by `recording.RunRecorder` (LeRobot layout).
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def load_episode(path: str | Path) -> Episode:
 
 
 def load_episodes(directory: str | Path) -> list[Episode]:
+    """The `.npz` episodes in `directory`, or the complete episodes of a recorded run there."""
+    from .recording import is_recording, load_recorded_episodes
+
+    if is_recording(directory):
+        episodes = load_recorded_episodes(directory)
+        if not episodes:
+            raise FileNotFoundError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
+        return episodes
     files = sorted(Path(directory).glob("episode_*.npz"))
     if not files:
         raise FileNotFoundError(

@@ -1,0 +1,301 @@
+"""How well each learned reward backend agrees with the human's labels in a recorded run.
+
+For every backend that labelled the same episodes as the reference (the human, by default):
+- MAE on the 1-5 scale (episodes where both gave a score), with a bootstrap 95% interval;
+- success false-positive rate (backend says success, human says failure) and false-negative rate,
+  with Wilson 95% intervals;
+- Kendall's tau-b between the episode returns (the labels' rewards; a label without a reward
+  counts its success as 0/1), bootstrap interval;
+- pairwise preference accuracy: over episode pairs the human labelled differently, the fraction
+  the backend orders the same way (a backend tie counts one half); the human's and the backend's
+  1-5 scores are compared where each has them for every episode, else their returns. Pairs share
+  episodes, so its interval is a bootstrap over episodes, not a binomial one;
+- a confusion matrix, human (1-5, or success/failure) against the backend (likewise).
+An invalid backend label (an unparsable model answer) counts as the trainer used it: failure,
+its reward; it has no score, so it drops out of the MAE. Bootstraps resample episodes with a
+fixed seed, so an audit is repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .recording.layout import write_json
+from .recording.reader import RecordedRun
+from .rollout import wilson_interval
+
+REFERENCE = "human"
+RESAMPLES = 2000
+
+
+class AuditError(ValueError):
+    """The run cannot be audited; the message says why and what to record."""
+
+
+# ---- metrics on plain arrays ---------------------------------------------------------------------
+def mean_absolute_error(reference: Sequence[float], estimate: Sequence[float]) -> float:
+    ref, est = np.asarray(reference, float), np.asarray(estimate, float)
+    return float(np.mean(np.abs(est - ref))) if len(ref) else float("nan")
+
+
+def _pair_signs(values: np.ndarray) -> np.ndarray:
+    """sign(v_i - v_j) over all pairs i < j."""
+    upper = np.triu_indices(len(values), k=1)
+    return np.sign(values[:, None] - values[None, :])[upper]
+
+
+def kendall_tau(reference: Sequence[float], estimate: Sequence[float]) -> float:
+    """Kendall's tau-b (ties on either side handled as scipy.stats.kendalltau does); NaN when
+    either side is constant or has fewer than 2 values. Vectorised, as the bootstrap calls it often."""
+    ref_sign, est_sign = _pair_signs(np.asarray(reference, float)), _pair_signs(np.asarray(estimate, float))
+    denominator = np.sqrt(np.abs(ref_sign).sum() * np.abs(est_sign).sum())
+    return float((ref_sign * est_sign).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def kendall_p_value(reference: Sequence[float], estimate: Sequence[float]) -> float:
+    from scipy.stats import kendalltau
+
+    if np.isnan(kendall_tau(reference, estimate)):
+        return float("nan")
+    return float(kendalltau(np.asarray(reference, float), np.asarray(estimate, float)).pvalue)
+
+
+def pairwise_accuracy(reference: Sequence[float], estimate: Sequence[float]) -> tuple[float, int]:
+    """(credit, pairs): over pairs i < j with reference[i] != reference[j], credit 1 when the
+    estimate orders them the same way, 1/2 when it ties them, 0 otherwise."""
+    ref_sign, est_sign = _pair_signs(np.asarray(reference, float)), _pair_signs(np.asarray(estimate, float))
+    counted = ref_sign != 0
+    credit = np.where(est_sign[counted] == 0, 0.5, (est_sign[counted] == ref_sign[counted]).astype(float))
+    return float(credit.sum()), int(counted.sum())
+
+
+def confusion_matrix(reference: Sequence, estimate: Sequence, rows: Sequence, columns: Sequence) -> list[list[int]]:
+    counts = np.zeros((len(rows), len(columns)), int)
+    row_index, col_index = {v: i for i, v in enumerate(rows)}, {v: i for i, v in enumerate(columns)}
+    for r, c in zip(reference, estimate):
+        counts[row_index[r], col_index[c]] += 1
+    return counts.tolist()
+
+
+def bootstrap_interval(statistic: Callable[..., float], arrays: Sequence[np.ndarray], resamples: int = RESAMPLES,
+                       seed: int = 0) -> list[float] | None:
+    """Percentile 95% interval of `statistic(*arrays)` over episodes resampled with replacement."""
+    n = len(arrays[0])
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        index = rng.integers(0, n, n)
+        value = statistic(*(np.asarray(a)[index] for a in arrays))
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return None
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def rate(count: int, n: int) -> dict[str, Any]:
+    return {"value": count / n if n else None, "ci95": list(wilson_interval(count, n)) if n else None, "count": count, "n": n}
+
+
+# ---- labels -------------------------------------------------------------------------------------
+def _return(label: dict) -> float | None:
+    if label.get("reward") is not None:
+        return float(label["reward"])
+    if label.get("success") is not None:
+        return float(bool(label["success"]))
+    return None
+
+
+def _scale_category(score: float) -> int:
+    return int(np.clip(np.rint(score), 1, 5))
+
+
+def usable_reference(label: dict | None) -> bool:
+    return bool(label) and label.get("valid", True) is not False and (label.get("success") is not None or label.get("score") is not None)
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def audit_pairs(pairs: list[tuple[dict, dict]], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """All agreement metrics of one backend, from (reference label, backend label) per episode."""
+    out: dict[str, Any] = {"episodes": len(pairs), "invalid": sum(b.get("valid", True) is False for _, b in pairs)}
+
+    scored = [(h["score"], b["score"]) for h, b in pairs if h.get("score") is not None and b.get("score") is not None]
+    ref, est = (np.asarray(v, float) for v in zip(*scored)) if scored else (np.zeros(0), np.zeros(0))
+    out["mae"] = {"value": _finite(mean_absolute_error(ref, est)) if scored else None,
+                  "ci95": bootstrap_interval(mean_absolute_error, [ref, est], resamples, seed), "n": len(scored)}
+
+    judged = [(bool(h["success"]), bool(b.get("success"))) for h, b in pairs if h.get("success") is not None]
+    negatives = [b for h, b in judged if not h]
+    positives = [b for h, b in judged if h]
+    out["false_positive_rate"] = rate(sum(negatives), len(negatives))
+    out["false_negative_rate"] = rate(sum(not b for b in positives), len(positives))
+
+    returns = [(_return(h), _return(b)) for h, b in pairs if _return(h) is not None and _return(b) is not None]
+    ref_r, est_r = (np.asarray(v, float) for v in zip(*returns)) if returns else (np.zeros(0), np.zeros(0))
+    out["kendall_tau"] = {"value": _finite(kendall_tau(ref_r, est_r)), "p_value": _finite(kendall_p_value(ref_r, est_r)),
+                          "n": len(returns), "ci95": bootstrap_interval(kendall_tau, [ref_r, est_r], resamples, seed)}
+
+    usable = [(h, b) for h, b in pairs if (h.get("score") is not None or _return(h) is not None)]
+    ref_key = "score" if usable and all(h.get("score") is not None for h, _ in usable) else "return"
+    est_key = "score" if usable and all(b.get("score") is not None for _, b in usable) else "return"
+    ref_v = np.asarray([h["score"] if ref_key == "score" else _return(h) for h, _ in usable], float)
+    est_v = np.asarray([b["score"] if est_key == "score" else (_return(b) if _return(b) is not None else 0.0) for _, b in usable], float)
+    credit, n_pairs = pairwise_accuracy(ref_v, est_v)
+
+    def accuracy(a, b):
+        c, n = pairwise_accuracy(a, b)
+        return c / n if n else float("nan")
+
+    out["pairwise_accuracy"] = {"value": credit / n_pairs if n_pairs else None, "credit": credit, "pairs": n_pairs,
+                                "compares": {"reference": ref_key, "backend": est_key},
+                                "ci95": bootstrap_interval(accuracy, [ref_v, est_v], resamples, seed) if n_pairs else None}
+
+    def categories(labels: list[dict]) -> tuple[str, list, list]:
+        if labels and all(x.get("score") is not None for x in labels):
+            return "score", [_scale_category(x["score"]) for x in labels], [1, 2, 3, 4, 5]
+        return "success", ["success" if x.get("success") else "failure" for x in labels], ["failure", "success"]
+
+    ref_scale, ref_cat, rows = categories([h for h, _ in pairs])
+    est_scale, est_cat, columns = categories([b for _, b in pairs])
+    out["confusion"] = {"reference": ref_scale, "backend": est_scale, "rows": rows, "columns": columns,
+                        "counts": confusion_matrix(ref_cat, est_cat, rows, columns)}
+    return out
+
+
+def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """The audit of every backend against `reference` over a run's sealed, complete episodes."""
+    run = RecordedRun(run_dir)
+    records = [r for r in run.records if not r.get("partial")]
+    labelled = [r for r in records if usable_reference(r.get("labels", {}).get(reference))]
+    if not labelled:
+        raise AuditError(f"The run '{run_dir}' has no {reference} labels in its {len(records)} complete episodes; record a "
+                         f"human-oracle run (the human labels every episode) to audit reward backends against.")
+    backends = sorted({name for r in labelled for name in r["labels"] if name != reference})
+    if not backends:
+        raise AuditError(f"The run '{run_dir}' has {reference} labels but no other backend's labels; run the learned "
+                         f"backends in shadow mode next to the {reference} to audit them.")
+    result: dict[str, Any] = {"run_dir": str(run_dir), "reference": reference, "episodes": len(records),
+                              "labelled_episodes": len(labelled), "bootstrap": {"resamples": resamples, "seed": seed},
+                              "backends": {}}
+    for name in backends:
+        pairs = [(r["labels"][reference], r["labels"][name]) for r in labelled if name in r["labels"]]
+        result["backends"][name] = audit_pairs(pairs, resamples, seed)
+    return result
+
+
+# ---- presentation -------------------------------------------------------------------------------
+def _fmt(metric: dict | None, digits: int = 2, percent: bool = False) -> str:
+    if not metric or metric.get("value") is None:
+        return "-"
+    scale = 100 if percent else 1
+    unit = "%" if percent else ""
+    text = f"{metric['value'] * scale:.{0 if percent else digits}f}{unit}"
+    if metric.get("ci95"):
+        lo, hi = metric["ci95"]
+        text += f" [{lo * scale:.{0 if percent else digits}f}, {hi * scale:.{0 if percent else digits}f}]"
+    return text
+
+
+def audit_table(result: dict):
+    from rich.table import Table
+
+    table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes, 95% CI)")
+    for column in ("backend", "episodes", "MAE (1-5)", "false pos.", "false neg.", "Kendall tau", "pairwise acc.", "invalid"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for name, m in result["backends"].items():
+        fp, fn = m["false_positive_rate"], m["false_negative_rate"]
+        table.add_row(name, str(m["episodes"]), _fmt(m["mae"]) + f" n={m['mae']['n']}",
+                      _fmt(fp, percent=True) + f" {fp['count']}/{fp['n']}", _fmt(fn, percent=True) + f" {fn['count']}/{fn['n']}",
+                      _fmt(m["kendall_tau"]), _fmt(m["pairwise_accuracy"], percent=True) + f" of {m['pairwise_accuracy']['pairs']}",
+                      str(m["invalid"]))
+    return table
+
+
+def confusion_tables(result: dict) -> list:
+    from rich.table import Table
+
+    tables = []
+    for name, m in result["backends"].items():
+        c = m["confusion"]
+        title = f"{name}: {result['reference']} {c['reference']} (rows) vs backend {c['backend']} (columns)"
+        table = Table(title=title, min_width=len(title))
+        table.add_column("")
+        for col in c["columns"]:
+            table.add_column(str(col), justify="right")
+        for row, counts in zip(c["rows"], c["counts"]):
+            table.add_row(str(row), *map(str, counts))
+        tables.append(table)
+    return tables
+
+
+def plot_audit(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["backends"])
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 3.6 * len(names)), squeeze=False)
+    for (ax_conf, ax_bar), name in zip(axes, names):
+        m = result["backends"][name]
+        c = m["confusion"]
+        counts = np.asarray(c["counts"])
+        ax_conf.imshow(counts, cmap="Blues")
+        for (i, j), value in np.ndenumerate(counts):
+            ax_conf.text(j, i, str(value), ha="center", va="center", color="black" if value <= counts.max() / 2 else "white")
+        ax_conf.set(xticks=range(len(c["columns"])), xticklabels=c["columns"], yticks=range(len(c["rows"])),
+                    yticklabels=c["rows"], xlabel=f"{name} ({c['backend']})", ylabel=f"{result['reference']} ({c['reference']})",
+                    title=f"{name}: confusion")
+        keys = [("false_positive_rate", "false pos."), ("false_negative_rate", "false neg."),
+                ("pairwise_accuracy", "pairwise acc."), ("kendall_tau", "Kendall tau")]
+        values = [m[k]["value"] if m[k]["value"] is not None else np.nan for k, _ in keys]
+        # A percentile bootstrap interval need not contain the point value: clip the bars there.
+        lows = [max(0.0, v - m[k]["ci95"][0]) if m[k].get("ci95") and v == v else 0 for (k, _), v in zip(keys, values)]
+        highs = [max(0.0, m[k]["ci95"][1] - v) if m[k].get("ci95") and v == v else 0 for (k, _), v in zip(keys, values)]
+        ax_bar.barh([label for _, label in keys], values, xerr=[lows, highs], color="tab:blue", alpha=0.7, capsize=4)
+        for y, v in enumerate(values):
+            if v == v:
+                ax_bar.text(-0.95, y, f"{v:.2f}", va="center")
+        ax_bar.axvline(0, color="grey", lw=0.8)
+        mae = m["mae"]["value"]
+        ax_bar.set(xlim=(-1, 1), title=f"{name}: MAE {mae:.2f} on 1-5" if mae is not None else f"{name}: no 1-5 scores")
+        ax_bar.invert_yaxis()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_audit(run_dir: str | Path, reference: str = REFERENCE, out_dir: str | Path | None = None,
+                resamples: int = RESAMPLES, seed: int = 0) -> tuple[dict, Path, Path]:
+    """Audit a run and write audit.json and audit.png (into the run directory by default)."""
+    result = audit_run(run_dir, reference, resamples, seed)
+    out = Path(out_dir) if out_dir else Path(run_dir)
+    json_path = out / "audit.json"
+    write_json(json_path, result)
+    png_path = plot_audit(result, out / "audit.png")
+    return result, json_path, png_path
+
+
+def summary(result: dict) -> dict[str, Any]:
+    """One line per backend: the point values, for a compact JSON."""
+    return {name: {"mae": m["mae"]["value"], "false_positive_rate": m["false_positive_rate"]["value"],
+                   "false_negative_rate": m["false_negative_rate"]["value"], "kendall_tau": m["kendall_tau"]["value"],
+                   "pairwise_accuracy": m["pairwise_accuracy"]["value"], "episodes": m["episodes"]}
+            for name, m in result["backends"].items()}
+
+
+def main_json(result: dict, json_path: Path, png_path: Path) -> str:
+    return json.dumps({"reference": result["reference"], "labelled_episodes": result["labelled_episodes"],
+                       "json": str(json_path), "png": str(png_path), "backends": summary(result)})
