@@ -1,0 +1,130 @@
+"""Builds the reward backend a config names; each concrete backend is imported only when chosen, so
+torch and transformers are needed only for the model backends."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..factory import task_spec
+from .base import EpisodeClip, EpisodeScore, ProgressScore, RewardBackend, SimTruthBackend
+
+BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy")
+HUMAN_SCALES = ("binary", "1-5")
+
+
+@dataclass
+class StagedSimTruthBackend(SimTruthBackend):
+    """Simulator truth that also answers for one stage of a multi-stage task: a clip whose
+    instruction is the k-th stage's gets that stage's progress and success (1 once the simulator
+    has moved past it), like a reward model asked about that stage's instruction."""
+
+    stages: tuple[str, ...] = ()
+
+    def score_prefix(self, clip: EpisodeClip) -> ProgressScore:
+        if clip.instruction not in self.stages:
+            return super().score_prefix(clip)
+        k = self.stages.index(clip.instruction)
+        truth = self._truth(clip)
+        progress = [1.0 if s.stage > k else s.stage_progress if s.stage == k else 0.0 for s in truth]
+        return ProgressScore(np.array(progress, np.float32), float(truth[-1].stage_success[k]))
+
+
+class SimulatedHumanOracle:
+    """The keyboard oracle with a simulated person typing into its terminal (a pseudo-terminal), so
+    the human path runs unattended: `observe` shows the person the simulator's state every step (they
+    press s on success), and before the end-of-episode label is read they answer its prompt."""
+
+    name = "sim_human"
+
+    def __init__(self, scale: str = "binary", seed: int = 0, mislabel_prob: float = 0.0):
+        from .simulated_human import SimulatedHuman
+
+        self._output = open(os.devnull, "w")  # noqa: SIM115 - the oracle's prompts; closed in close()
+        self.oracle, self.human = SimulatedHuman.with_oracle(scale, seed, output=self._output, mislabel_prob=mislabel_prob)
+        self.offers = self.oracle.offers
+        self._last = None  # the latest state the person saw, while the episode is not yet labelled
+
+    def start_episode(self, instruction: str) -> None:
+        if self._last is not None:  # an unlabelled episode (an evaluation): the person moves on; the oracle drops the key
+            self.human.answer_prompt(self._last)
+        self._last = None
+        self.oracle.start_episode(instruction)
+
+    def observe(self, status) -> None:
+        self._last = status
+        self.human.observe(status)
+
+    def poll(self):
+        return self.oracle.poll()
+
+    def score_episode(self, clip: EpisodeClip) -> EpisodeScore:
+        final = clip.truth[-1] if clip.truth else self._last
+        if final is None:
+            raise ValueError("The simulated human needs simulator ground truth to label an episode; use it with robot.kind=sim.")
+        self.human.answer_prompt(final)
+        self._last = None
+        return self.oracle.score_episode(clip)
+
+    def score_prefix(self, clip: EpisodeClip) -> ProgressScore:
+        return self.oracle.score_prefix(clip)
+
+    def close(self) -> None:
+        self.oracle.close()
+        self.human.close()
+        self._output.close()
+
+
+def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBackend:
+    """The backend `name` (default: cfg.reward.backend) with the settings in cfg.reward."""
+    r = cfg.reward
+    name = name or r.backend
+    camera = r.camera or (cfg.cameras[0].name if cfg.cameras else None)
+    if name == "sim_truth":
+        return StagedSimTruthBackend(stages=task_spec(cfg).stages)
+    if name == "sim_truth_noisy":  # the simulator's truth with injected label noise: a stand-in for a flawed reward model
+        from .noisy import NoisyBackend
+
+        try:
+            return NoisyBackend(SimTruthBackend(), false_positive_rate=r.noisy_false_positive_rate,
+                                false_negative_rate=r.noisy_false_negative_rate, score_error_rate=r.noisy_score_error_rate,
+                                seed=cfg.run.seed)
+        except ValueError as err:
+            raise ConfigError(f"Bad reward.noisy_* setting: {str(err).replace('NoisyBackend ', 'reward.noisy_')}") from err
+    if name == "roboreward":
+        if not r.model:
+            raise ConfigError("reward.backend=roboreward needs reward.model: a checkpoint folder or hub id such as "
+                              "teetone/RoboReward-8B (with reward.server_url: the model name the server serves).")
+        if not 1 <= r.success_score <= 5:
+            raise ConfigError(f"reward.success_score is a RoboReward score from 1 to 5, got {r.success_score}.")
+        from .roboreward import RoboRewardBackend
+
+        if r.server_url:
+            from .http import OpenAIVideoQA
+
+            transport = OpenAIVideoQA(r.server_url, r.model)
+        else:
+            from .roboreward import TransformersVideoQA
+
+            transport = TransformersVideoQA(r.model, device=r.device)
+        return RoboRewardBackend(transport, num_frames=r.num_frames or 16, success_score=r.success_score, camera=camera)
+    if name == "robometer":
+        if not r.model:
+            raise ConfigError("reward.backend=robometer needs reward.model: a checkpoint folder or hub id such as robometer/Robometer-4B.")
+        if r.server_url:
+            raise ConfigError("The robometer backend runs its model in this process; leave reward.server_url empty.")
+        from .robometer import RobometerBackend
+
+        return RobometerBackend.from_pretrained(r.model, device=r.device, num_frames=r.num_frames or 8, camera=camera)
+    if name in ("human", "sim_human"):
+        if r.human_scale not in HUMAN_SCALES:
+            raise ConfigError(f"Unknown reward.human_scale '{r.human_scale}'; choose one of: {', '.join(HUMAN_SCALES)}.")
+        if name == "sim_human":
+            return SimulatedHumanOracle(scale=r.human_scale, seed=cfg.run.seed)
+        from .keyboard import KeyboardOracle
+
+        return KeyboardOracle(scale=r.human_scale)
+    raise ConfigError(f"Unknown reward.backend '{name}'; choose one of: {', '.join(BACKENDS)}.")
