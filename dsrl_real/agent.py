@@ -5,6 +5,23 @@ caller builds it, e.g. proprio + the base policy's frozen `embed`) and chooses t
 noise tensor w of shape `noise_shape` = (H, A), flattened to D = H*A independent latent dims (never
 one vector repeated over the chunk). The noise lies in [-b, b]^D, b = `cfg.action_magnitude`.
 
+Own image encoder (`image_shapes` given, which needs `cfg.features == "observation"`): the agent
+also reads camera frames, {key: (H, W, C) uint8}, through its own `encoders.ImageEncoder` (per camera
+stride-2 convs `cfg.encoder_channels`, then Linear -> LayerNorm -> tanh to `cfg.encoder_dim`), and
+every network's input is [features, encoder(frames)]. Pixel SAC as in SAC-AE / DrQ: one encoder is
+shared by actor and critics, and only the critic's TD loss trains it (own Adam state, the critic's
+learning rate); the actor, the temperature and the next action w' ~ pi(.|s') read its output with
+the gradient stopped; the target critic reads a target encoder that follows the encoder by Polyak
+with the same tau. DSRL-NA: Q^A's TD loss trains the encoder, and Q^W (distillation and the actor's
+objective) reads the same encoder's output with the gradient stopped, so Q^W and Q^A judge the same
+features and Q^W's regression cannot pull the representation away from the TD-trained one.
+Training only (never in `act` or the inspection methods): DrQ's random shift (`cfg.image_augmentation`
+"shift": each frame moved by up to +-`cfg.image_shift_pixels` px, border replicated; "none" turns it
+off), drawn independently for s and s' per gradient step from a separate stream `aug_rng` in the
+state. Frames stay uint8 on the host (the replay buffer's own arrays) and become float inside the
+jitted programs. The vector path (no `image_shapes`) is untouched: same programs, same math, same
+random streams.
+
 Algorithms (`cfg.algorithm`):
 
 * ``dsrl_sac`` -- plain SAC on the latent MDP. Actor: tanh-squashed diagonal Gaussian scaled to
@@ -58,21 +75,30 @@ Public API::
 
     agent = DSRLAgent(cfg: AgentConfig, obs_dim: int, noise_shape: tuple[int, int],
                       action_shape: tuple[int, int] | None = None,   # NA: executed chunk, default noise_shape
-                      action_bounds: tuple[array, array] | None = None)  # NA: Q^A input rescaling
-    agent.act(features (B, obs_dim) | (obs_dim,), deterministic=False, rng=None) -> noise (B, H, A) | (H, A)
+                      action_bounds: tuple[array, array] | None = None,  # NA: Q^A input rescaling
+                      image_shapes: {key: (H, W, C)} | None = None)  # own image encoder on these cameras
+    agent.act(features (B, obs_dim) | (obs_dim,), deterministic=False, rng=None, images=None) -> noise (B, H, A) | (H, A)
         rng: None (the agent's own stream, saved in checkpoints) | int seed | jax PRNG key
+        images: the encoder's frames {key: (B, H, W, C) uint8} ((H, W, C) beside single features);
+        features may instead be {"features": ..., "images": {...}} (`train.FeatureFn.agent_input`)
+    agent.image_keys, agent.image_shapes -> the encoder's cameras (empty without one)
     agent.update(batches, denoise=None) -> dict[str, float]
         batches: one batch dict (one gradient step), a list of them, or a dict whose arrays have a
         leading (U, B) axis (U steps), e.g. `ReplayBuffer.sample(cfg.batch_size, rng, num_batches=cfg.utd)`.
         Keys used: features, next_features, reward, terminated, noise + has_noise (SAC),
-        actions (NA), obs + next_obs (NA, passed to denoise). Other keys are ignored.
+        actions (NA), obs + next_obs (NA, passed to denoise; with the encoder, its frames are read
+        from them as uint8, without a copy). Other keys are ignored.
     agent.last_info -> dict of numpy arrays from the last gradient step (td_target, next_noise, ...;
         NA adds distill_noise and distill_target when that step distilled)
-    agent.q_values(features, latent_or_action, target=False) -> (K, B)   # Q(s, w) or, for NA, Q^A(s, a)
-    agent.qw_values(features, noise) -> (K, B)                             # NA only
-    agent.actor_distribution(features) -> (mean (B, D), log_std (B, D))  # pre-tanh Gaussian
+    agent.q_values(features, latent_or_action, target=False, images=None) -> (K, B)  # Q(s, w) or, for NA, Q^A(s, a)
+    agent.qw_values(features, noise, images=None) -> (K, B)                             # NA only
+    agent.actor_distribution(features, images=None) -> (mean (B, D), log_std (B, D))  # pre-tanh Gaussian
+        (images: the encoder's unaugmented frames; target=True reads the target encoder)
     agent.state_dict() / agent.load_state_dict(d); agent.save(path); agent.load(path);
     DSRLAgent.from_checkpoint(path)
+        With the encoder the state adds encoder, target_encoder, opt_encoder and aug_rng, and the
+        checkpoint its image_shapes; a checkpoint of the other agent.features mode, or of other
+        cameras, is refused with one sentence.
     agent.step -> number of gradient steps taken
 
 Metrics returned by `update` (means over its gradient steps): critic_loss, actor_loss, entropy,
@@ -110,12 +136,14 @@ import optax
 from flax import serialization
 
 from .config import AgentConfig, ConfigError
+from .encoders import AUGMENTATIONS, ImageEncoder, augment
 from .storage import read_msgpack, write_atomic
 
 FORMAT = "dsrl_real.dsrl_agent.v1"
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
 ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "relu": nn.relu, "gelu": nn.gelu}
 ALGORITHMS = ("dsrl_sac", "dsrl_na")
+IMAGES, NEXT_IMAGES = "images/", "next_images/"  # prefixes of the camera frames in a prepared batch
 
 Denoise = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
 
@@ -232,6 +260,7 @@ def _reduce(q, backup):
 # critic_backup as the flag `backup_mean`), so agents that differ only in them share one program.
 HYPERPARAMS = ("gamma", "tau", "learning_rate", "target_entropy", "action_magnitude")
 STRUCTURE = ("algorithm", "hidden_dim", "num_layers", "activation", "num_critics", "na_distill_steps")
+ENCODER_STRUCTURE = ("encoder_channels", "encoder_dim", "image_augmentation", "image_shift_pixels")  # with cameras only
 
 
 class _Core:
@@ -239,10 +268,21 @@ class _Core:
     state) and shared by every agent with the same structure, so rebuilding an agent (a resume, a
     test) does not recompile. `hp` arguments carry the HYPERPARAMS as float32 scalars."""
 
-    def __init__(self, structure: dict[str, Any], obs_dim: int, noise_shape, action_shape, action_bounds):
+    def __init__(self, structure: dict[str, Any], obs_dim: int, noise_shape, action_shape, action_bounds, image_shapes):
         c = structure
         self.distill_steps = c["na_distill_steps"]
         self.obs_dim = obs_dim
+        # Own encoder (cameras given): the networks read the vector features, then the encoder's output.
+        self.image_shapes: dict[str, tuple[int, ...]] = dict(image_shapes)
+        self.image_keys = tuple(self.image_shapes)
+        self.encoder = None
+        self.net_dim, self.shift = obs_dim, 0
+        if self.image_keys:
+            self.encoder = ImageEncoder(self.image_keys, tuple(c["encoder_channels"]), c["encoder_dim"])
+            self.net_dim = obs_dim + len(self.image_keys) * c["encoder_dim"]
+            self.shift = c["image_shift_pixels"] if c["image_augmentation"] == "shift" else 0
+            self.encode_jit = jax.jit(self._encode)
+            self.act_encoded_jit = jax.jit(self._act_encoded, static_argnames="deterministic")
         self.noise_shape = noise_shape
         self.action_shape = action_shape
         self.latent_dim = noise_shape[0] * noise_shape[1]
@@ -263,11 +303,15 @@ class _Core:
 
     # -- initial state ---------------------------------------------------------------------------
     def init_state(self, key, init_temperature: float) -> dict[str, Any]:
-        return self.init_jit(key, jnp.float32(math.log(init_temperature)))
+        state = self.init_jit(key, jnp.float32(math.log(init_temperature)))
+        if self.encoder is not None:  # keys folded from `key`, so the vector agents' splits stay as they were
+            encoder = _encoder_init(self.encoder, self.image_shapes)(jax.random.fold_in(key, 1))
+            state.update(encoder=encoder, target_encoder=encoder, opt_encoder=self.tx.init(encoder), aug_rng=jax.random.fold_in(key, 2))
+        return state
 
     def _init_state(self, key, log_alpha) -> dict[str, Any]:
         k_actor, k_critic, k_qw, k_rng, k_act = jax.random.split(key, 5)
-        f = jnp.zeros((1, self.obs_dim), jnp.float32)
+        f = jnp.zeros((1, self.net_dim), jnp.float32)
         critic_in = jnp.zeros((1, self.action_dim if self.na else self.latent_dim), jnp.float32)
         actor = self.actor.init(k_actor, f)
         critic = self.critic.init(k_critic, f, critic_in)
@@ -303,6 +347,44 @@ class _Core:
             w, _ = tanh_gaussian_sample(mean, log_std, jax.random.normal(key, mean.shape), magnitude)
         return w.reshape(w.shape[0], *self.noise_shape)
 
+    def _act_encoded(self, actor_params, encoder_params, features, images, key, magnitude, deterministic: bool):
+        return self._act_impl(actor_params, self._encode(encoder_params, features, images), key, magnitude, deterministic)
+
+    # -- own image encoder -------------------------------------------------------------------------
+    def _encode(self, encoder_params, features, images):
+        """The networks' input: the vector features, then the encoder's output for the uint8 frames."""
+        return jnp.concatenate([features, self.encoder.apply(encoder_params, images)], axis=-1)
+
+    def _encoded(self, state, batch):
+        """Per gradient step: (next features for w' ~ pi(.|s'), next features for the target critic,
+        the augmented current frames or None, the advanced augmentation stream). With the encoder,
+        w' uses the online encoder (constant) and the target critic the target encoder, both on the
+        same augmented next frames; NA's two halves derive the same augmentation keys from the state.
+        Without it: the batch's next features twice, None, None."""
+        if self.encoder is None:
+            return batch["next_features"], batch["next_features"], None, None
+        aug_rng, k_obs, k_next = jax.random.split(state["aug_rng"], 3)
+        next_images = augment({k: batch[NEXT_IMAGES + k] for k in self.image_keys}, k_next, self.shift, self.image_keys)
+        next_online = jax.lax.stop_gradient(self._encode(state["encoder"], batch["next_features"], next_images))
+        next_target = self._encode(state["target_encoder"], batch["next_features"], next_images)
+        images = None
+        if all(IMAGES + k in batch for k in self.image_keys):  # NA's sampling half gets the next frames only
+            images = augment({k: batch[IMAGES + k] for k in self.image_keys}, k_obs, self.shift, self.image_keys)
+        return next_online, next_target, images, aug_rng
+
+    def _actor_features(self, state, features, images):
+        """What the actor, the temperature and Q^W see: the current encoder's output with its gradient
+        stopped (only the critic's TD loss trains the encoder)."""
+        if self.encoder is None:
+            return features
+        return jax.lax.stop_gradient(self._encode(state["encoder"], features, images))
+
+    def _encoder_targets(self, state, hp, aug_rng) -> dict[str, Any]:
+        """The target encoder follows the encoder by Polyak with the target critic's tau."""
+        if self.encoder is None:
+            return {}
+        return {"target_encoder": polyak(state["target_encoder"], state["encoder"], hp["tau"]), "aug_rng": aug_rng}
+
     # -- shared losses -------------------------------------------------------------------------------
     def _scale_actions(self, a):
         if self.action_bounds is None:
@@ -314,18 +396,26 @@ class _Core:
         mean, log_std = self.actor.apply(actor_params, features)
         return tanh_gaussian_sample(mean, log_std, jax.random.normal(key, mean.shape), magnitude)
 
-    def _critic_step(self, state, features, critic_in, y, mask, lr):
-        """Sum over the ensemble of the masked mean squared TD error."""
+    def _critic_step(self, state, features, critic_in, y, mask, lr, images=None):
+        """Sum over the ensemble of the masked mean squared TD error; with `images` (the augmented
+        frames) its gradient also trains the encoder (own Adam state, same learning rate)."""
 
-        def loss_fn(params):
-            q = self.critic.apply(params, features, critic_in)  # (K, B)
+        def loss_fn(params, encoder):
+            f = features if encoder is None else self._encode(encoder, features, images)
+            q = self.critic.apply(params, f, critic_in)  # (K, B)
             per_row = jnp.sum((q - y[None]) ** 2, axis=0)
             return jnp.sum(mask * per_row) / jnp.maximum(jnp.sum(mask), 1.0), q
 
-        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["critic"])
+        if images is None:
+            (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["critic"], None)
+            update = {}
+        else:
+            (loss, q), (grads, enc_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(state["critic"], state["encoder"])
+            encoder, opt_encoder = self._adam(enc_grads, state["opt_encoder"], state["encoder"], lr)
+            update = {"encoder": encoder, "opt_encoder": opt_encoder}
         critic, opt = self._adam(grads, state["opt_critic"], state["critic"], lr)
         q_mean = jnp.sum(mask * jnp.mean(q, 0)) / jnp.maximum(jnp.sum(mask), 1.0)
-        return {**state, "critic": critic, "opt_critic": opt}, loss, q_mean
+        return {**state, "critic": critic, "opt_critic": opt, **update}, loss, q_mean
 
     def _actor_alpha_step(self, state, features, key, q_params_key: str, hp):
         """Actor: minimise alpha log pi(w|s) - backup_k Q_k(s, w) (Q = critic for SAC, Q^W for NA);
@@ -357,18 +447,20 @@ class _Core:
     def _sac_step(self, state, batch, hp):
         rng, k_next, k_actor = jax.random.split(state["rng"], 3)
         alpha = jnp.exp(state["log_alpha"])
-        next_w, next_log_prob = self._sample_latent(state["actor"], batch["next_features"], k_next, hp["action_magnitude"])
-        next_q = self.critic.apply(state["target_critic"], batch["next_features"], next_w)
+        next_features, next_target_features, images, aug_rng = self._encoded(state, batch)
+        next_w, next_log_prob = self._sample_latent(state["actor"], next_features, k_next, hp["action_magnitude"])
+        next_q = self.critic.apply(state["target_critic"], next_target_features, next_w)
         y = td_target(batch["reward"], batch["terminated"], next_q, next_log_prob, alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"])
         y = jax.lax.stop_gradient(y)
         mask = batch["has_noise"]
-        state, critic_loss, q_mean = self._critic_step(state, batch["features"], batch["noise"], y, mask, hp["learning_rate"])
-        state, metrics = self._actor_alpha_step(state, batch["features"], k_actor, "critic", hp)
+        state, critic_loss, q_mean = self._critic_step(state, batch["features"], batch["noise"], y, mask, hp["learning_rate"], images)
+        state, metrics = self._actor_alpha_step(state, self._actor_features(state, batch["features"], images), k_actor, "critic", hp)
         state = {
             **state,
             "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
             "rng": rng,
             "step": state["step"] + 1,
+            **self._encoder_targets(state, hp, aug_rng),
         }
         n = jnp.maximum(jnp.sum(mask), 1.0)
         metrics.update(critic_loss=critic_loss, q_mean=q_mean, target_q_mean=jnp.sum(mask * y) / n, noise_fraction=jnp.mean(mask))
@@ -376,11 +468,15 @@ class _Core:
         return state, metrics, info
 
     # -- DSRL-NA -------------------------------------------------------------------------------------
-    def _na_sample(self, state, next_features, hp, distill: bool):
+    def _na_sample(self, state, next_features, hp, distill: bool, next_images=None):
         """w' ~ pi(.|s') (with log pi) and, if `distill`, the fresh distillation noise, N(0, I)
-        clipped to +-b (else None). The key is split the same way either way."""
+        clipped to +-b (else None). The key is split the same way either way. With the encoder,
+        `next_images` holds the next frames (prepared-batch keys) and the augmentation stream is
+        left for `_na_step` to advance."""
         rng, k_next, k_fresh = jax.random.split(state["rng"], 3)
         b = hp["action_magnitude"]
+        if self.encoder is not None:
+            next_features = self._encoded(state, {"next_features": next_features, **next_images})[0]
         next_w, next_log_prob = self._sample_latent(state["actor"], next_features, k_next, b)
         fresh = None
         if distill:
@@ -392,13 +488,15 @@ class _Core:
         rng, k_actor = jax.random.split(state["rng"])
         alpha = jnp.exp(state["log_alpha"])
         lr = hp["learning_rate"]
+        _, next_target_features, images, aug_rng = self._encoded(state, batch)
         # Q^A: TD on executed chunks, a' = denoise(s', w'); needs no noise from the data.
-        next_q = self.critic.apply(state["target_critic"], batch["next_features"], self._scale_actions(next_actions))
+        next_q = self.critic.apply(state["target_critic"], next_target_features, self._scale_actions(next_actions))
         y = jax.lax.stop_gradient(td_target(batch["reward"], batch["terminated"], next_q, next_log_prob,
                                             alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"]))
         ones = jnp.ones_like(batch["reward"])
-        state, critic_loss, q_mean = self._critic_step(state, batch["features"], self._scale_actions(batch["actions"]), y, ones, lr)
-        features = batch["features"]
+        actions = self._scale_actions(batch["actions"])
+        state, critic_loss, q_mean = self._critic_step(state, batch["features"], actions, y, ones, lr, images)
+        features = self._actor_features(state, batch["features"], images)  # Q^W and the actor: the encoder's output, no gradient
         distill_info = {}
         if distill:
             # Q^W: member-wise regression onto the just-updated Q^A at a = denoise(s, w), fresh w.
@@ -424,6 +522,7 @@ class _Core:
             "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
             "rng": rng,
             "step": state["step"] + 1,
+            **self._encoder_targets(state, hp, aug_rng),
         }
         metrics.update(critic_loss=critic_loss, q_mean=q_mean, target_q_mean=jnp.mean(y), distill_loss=state["distill_loss"],
                        noise_fraction=jnp.mean(batch["has_noise"]))
@@ -432,6 +531,17 @@ class _Core:
 
 
 _CORES: dict[tuple, _Core] = {}
+_ENCODER_INITS: dict[tuple, Callable] = {}
+
+
+def _encoder_init(encoder: ImageEncoder, image_shapes: dict[str, tuple[int, ...]]) -> Callable:
+    """The encoder's jitted initialiser, one per encoder structure: SAC and NA agents share it (its
+    random initialisers take seconds to compile on a CPU)."""
+    key = (encoder.keys, encoder.channels, encoder.dim, tuple(image_shapes.items()))
+    if key not in _ENCODER_INITS:
+        frames = {k: jnp.zeros((1, *s), jnp.uint8) for k, s in image_shapes.items()}
+        _ENCODER_INITS[key] = jax.jit(lambda rng: encoder.init(rng, frames))
+    return _ENCODER_INITS[key]
 
 
 def _validate(cfg: AgentConfig) -> None:
@@ -448,6 +558,19 @@ def _validate(cfg: AgentConfig) -> None:
     _distill_every(cfg)
 
 
+def _validate_encoder(cfg: AgentConfig, image_shapes: dict[str, tuple[int, ...]]) -> None:
+    if cfg.features != "observation":
+        raise ConfigError(f"Camera frames for the agent's own image encoder need agent.features=observation (it is '{cfg.features}').")
+    bad = [k for k, s in image_shapes.items() if len(s) != 3]
+    if bad:
+        raise ValueError(f"image_shapes must be (height, width, channels) per camera; got {[image_shapes[k] for k in bad]} for {bad}.")
+    if cfg.image_augmentation not in AUGMENTATIONS:
+        raise ConfigError(f"agent.image_augmentation='{cfg.image_augmentation}' is unknown; use one of: {', '.join(AUGMENTATIONS)}.")
+    if not cfg.encoder_channels or min(cfg.encoder_channels) < 1 or cfg.encoder_dim < 1 or cfg.image_shift_pixels < 0:
+        raise ConfigError("agent.encoder_channels (a non-empty list) and agent.encoder_dim must be positive, "
+                          "agent.image_shift_pixels not negative.")
+
+
 def _distill_every(cfg: AgentConfig) -> int:
     """`cfg.na_distill_every`, checked (also at every update, since the config may change in a run)."""
     every = cfg.na_distill_every
@@ -456,22 +579,38 @@ def _distill_every(cfg: AgentConfig) -> int:
     return every
 
 
-def _core(cfg: AgentConfig, obs_dim: int, noise_shape, action_shape, action_bounds) -> _Core:
+def _bounds_array(bound, action_shape) -> np.ndarray:
+    """A bound per action dim (A,), per chunk entry (H, A) or flattened (H*A, as checkpoints hold it) -> (H*A,)."""
+    bound = np.asarray(bound, np.float32)
+    if bound.size == math.prod(action_shape):
+        bound = bound.reshape(action_shape)
+    return np.broadcast_to(bound, action_shape).reshape(-1).copy()
+
+
+def _core(cfg: AgentConfig, obs_dim: int, noise_shape, action_shape, action_bounds, image_shapes) -> _Core:
     _validate(cfg)
+    image_shapes = {k: tuple(int(x) for x in image_shapes[k]) for k in sorted(image_shapes or {})}
+    if image_shapes:
+        _validate_encoder(cfg, image_shapes)
     noise_shape = (int(noise_shape[0]), int(noise_shape[1]))
     action_shape = tuple(int(x) for x in (action_shape or noise_shape))
     if action_bounds is not None:
-        low = np.broadcast_to(np.asarray(action_bounds[0], np.float32), action_shape).reshape(-1).copy()
-        high = np.broadcast_to(np.asarray(action_bounds[1], np.float32), action_shape).reshape(-1).copy()
+        low, high = (_bounds_array(b, action_shape) for b in action_bounds)
         if np.any(high <= low):
             raise ValueError("action_bounds must have high > low in every dimension.")
         action_bounds = (low, high)
-    structure = {k: getattr(cfg, k) for k in STRUCTURE}
+    fields = STRUCTURE + (ENCODER_STRUCTURE if image_shapes else ())
+    structure = {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, getattr(cfg, k)) for k in fields)}
     bounds_key = None if action_bounds is None else (action_bounds[0].tobytes(), action_bounds[1].tobytes())
-    key = (tuple(structure.items()), obs_dim, noise_shape, action_shape, bounds_key)
+    key = (tuple(structure.items()), obs_dim, noise_shape, action_shape, bounds_key, tuple(image_shapes.items()))
     if key not in _CORES:
-        _CORES[key] = _Core(structure, obs_dim, noise_shape, action_shape, action_bounds)
+        _CORES[key] = _Core(structure, obs_dim, noise_shape, action_shape, action_bounds, image_shapes)
     return _CORES[key]
+
+
+def _plain(value):
+    """Config values as compared across a checkpoint (lists may come back as tuples or arrays)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else value
 
 
 class DSRLAgent:
@@ -484,10 +623,12 @@ class DSRLAgent:
         noise_shape: tuple[int, int],
         action_shape: tuple[int, int] | None = None,
         action_bounds: tuple[Any, Any] | None = None,
+        image_shapes: Mapping[str, tuple[int, int, int]] | None = None,
     ):
-        self.core = _core(cfg, int(obs_dim), noise_shape, action_shape, action_bounds)
+        self.core = _core(cfg, int(obs_dim), noise_shape, action_shape, action_bounds, image_shapes)
         self.cfg = cfg
         self.obs_dim = self.core.obs_dim
+        self.image_shapes, self.image_keys = self.core.image_shapes, self.core.image_keys
         self.noise_shape = self.core.noise_shape
         self.action_shape = self.core.action_shape
         self.action_bounds = self.core.action_bounds
@@ -496,45 +637,87 @@ class DSRLAgent:
         self._state = self.core.init_state(jax.random.PRNGKey(cfg.seed), cfg.init_temperature)
 
     # -- acting -----------------------------------------------------------------------------------
-    def act(self, features, deterministic: bool = False, rng=None) -> np.ndarray:
+    def act(self, features, deterministic: bool = False, rng=None, images: Mapping[str, Any] | None = None) -> np.ndarray:
         """Noise (B, H, A) in [-b, b] for features (B, obs_dim); a single (obs_dim,) gives (H, A).
 
+        With the own encoder, `images` holds each camera's uint8 frames, (B, H, W, C) (or (H, W, C)
+        beside single features), never augmented here; `features` may also be the mapping
+        {"features": ..., "images": {...}} (what `FeatureFn.agent_input` builds).
         deterministic: magnitude * tanh(mean) (evaluation). rng: None uses and advances the agent's
         own stream (saved in checkpoints); an int seeds a fresh key; a jax key is used as is."""
+        if isinstance(features, Mapping):
+            features, images = features["features"], features.get("images")
         features = np.asarray(features, np.float32)
         single = features.ndim == 1
         if single:
             features = features[None]
         if features.shape[-1] != self.obs_dim:
             raise ValueError(f"Agent features have {features.shape[-1]} dims; the agent was built for {self.obs_dim}.")
+        frames = None
+        if self.image_keys:
+            images = images if images is not None else {}
+            if single:
+                images = {k: np.asarray(v)[None] for k, v in images.items()}
+            frames = self._frames(images, features.shape[:-1], "act()'s images")
+        elif images:
+            raise ValueError("This agent has no image encoder (agent.features=policy_embedding, or no cameras); pass the feature vector only.")
         if rng is None:
             key, self._state["act_rng"] = tuple(jax.random.split(self._state["act_rng"]))
         elif isinstance(rng, (int, np.integer)):
             key = jax.random.PRNGKey(int(rng))
         else:
             key = rng
-        w = self.core.act_jit(self._state["actor"], jnp.asarray(features), key, jnp.float32(self.cfg.action_magnitude), deterministic=bool(deterministic))
+        if frames is None:
+            w = self.core.act_jit(self._state["actor"], jnp.asarray(features), key, jnp.float32(self.cfg.action_magnitude), deterministic=bool(deterministic))
+        else:
+            w = self.core.act_encoded_jit(self._state["actor"], self._state["encoder"], jnp.asarray(features), frames, key,
+                                          jnp.float32(self.cfg.action_magnitude), deterministic=bool(deterministic))
         w = np.asarray(w)
         return w[0] if single else w
 
+    def _frames(self, source: Mapping[str, Any], lead: tuple[int, ...], what: str) -> dict[str, np.ndarray]:
+        """The encoder's cameras from `source`, checked and left as they are (uint8, no copy)."""
+        out = {}
+        for k in self.image_keys:
+            if k not in source:
+                raise KeyError(f"The agent's image encoder reads camera frames '{k}', which {what} lack (they have {sorted(source)}).")
+            x = np.asarray(source[k])
+            if x.dtype != np.uint8:
+                raise ValueError(f"Camera frames '{k}' must be uint8 for the agent's image encoder (got {x.dtype}); "
+                                 "pass them as recorded.")
+            if x.shape != (*lead, *self.image_shapes[k]):
+                raise ValueError(f"Camera frames '{k}' have shape {x.shape}; the agent expects {(*lead, *self.image_shapes[k])}.")
+            out[k] = x
+        return out
+
+    def _net_features(self, features, images, target: bool = False):
+        """The networks' input for inspection: the features, then (own encoder) the online or target encoder's output."""
+        features = np.asarray(features, np.float32)
+        if not self.image_keys:
+            return jnp.asarray(features)
+        frames = self._frames(images if images is not None else {}, features.shape[:-1], "the images")
+        return self.core.encode_jit(self._state["target_encoder" if target else "encoder"], jnp.asarray(features), frames)
+
     # -- inspection --------------------------------------------------------------------------------
-    def actor_distribution(self, features) -> tuple[np.ndarray, np.ndarray]:
-        mean, log_std = self.core.apply_actor_jit(self._state["actor"], jnp.asarray(features, jnp.float32))
+    # With the own encoder, pass the cameras' uint8 frames as `images` (no augmentation); `target`
+    # uses the target encoder with the target critic.
+    def actor_distribution(self, features, images=None) -> tuple[np.ndarray, np.ndarray]:
+        mean, log_std = self.core.apply_actor_jit(self._state["actor"], self._net_features(features, images))
         return np.asarray(mean), np.asarray(log_std)
 
-    def q_values(self, features, latent_or_action, target: bool = False) -> np.ndarray:
+    def q_values(self, features, latent_or_action, target: bool = False, images=None) -> np.ndarray:
         """(K, B): Q(s, w) for SAC, Q^A(s, a) (a in action units) for NA."""
         x = np.asarray(latent_or_action, np.float32).reshape(len(features), -1)
         if self.na:
             x = np.asarray(self.core._scale_actions(jnp.asarray(x)))
         params = self._state["target_critic" if target else "critic"]
-        return np.asarray(self.core.apply_critic_jit(params, jnp.asarray(features, jnp.float32), jnp.asarray(x)))
+        return np.asarray(self.core.apply_critic_jit(params, self._net_features(features, images, target), jnp.asarray(x)))
 
-    def qw_values(self, features, noise) -> np.ndarray:
+    def qw_values(self, features, noise, images=None) -> np.ndarray:
         if not self.na:
             raise ValueError("qw_values exists only for dsrl_na.")
         w = np.asarray(noise, np.float32).reshape(len(features), -1)
-        return np.asarray(self.core.apply_critic_jit(self._state["qw"], jnp.asarray(features, jnp.float32), jnp.asarray(w)))
+        return np.asarray(self.core.apply_critic_jit(self._state["qw"], self._net_features(features, images), jnp.asarray(w)))
 
     @property
     def temperature(self) -> float:
@@ -552,7 +735,8 @@ class DSRLAgent:
         return hp
 
     def _prepare(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The arrays the jitted steps need, flattened and cast (leading axes kept); obs dicts stay out."""
+        """The arrays the jitted steps need, flattened and cast (leading axes kept); obs dicts stay out,
+        except the own encoder's camera frames, as `images/<key>` and `next_images/<key>`, uint8 as stored."""
         features = np.asarray(batch["features"], np.float32)
         if features.shape[-1] != self.obs_dim:
             raise ValueError(f"Batch features have {features.shape[-1]} dims; the agent was built for {self.obs_dim}.")
@@ -582,6 +766,11 @@ class DSRLAgent:
         out["has_noise"] = has_noise.astype(np.float32)
         if self.na:
             out["actions"] = get("actions", (self.action_dim,))
+        for prefix, source in ((IMAGES, "obs"), (NEXT_IMAGES, "next_obs")) if self.image_keys else ():
+            if source not in batch:
+                raise KeyError(f"The agent's image encoder needs the camera frames '{source}' in the batch "
+                               "(sample with include_obs=True).")
+            out.update({prefix + k: v for k, v in self._frames(batch[source], lead, f"the batch's '{source}'").items()})
         return out
 
     @staticmethod
@@ -618,8 +807,9 @@ class DSRLAgent:
                 step_batch = {k: pick(v) for k, v in prepared.items()}
                 next_obs = {k: pick(np.asarray(v)) for k, v in batch["next_obs"].items()}
                 distill = (first + i) % every == 0  # the global step index, so resumes and groupings agree
+                next_images = {k: v for k, v in step_batch.items() if k.startswith(NEXT_IMAGES)} if self.image_keys else None
                 self._state, next_w, next_log_prob, fresh = self.core.na_sample_jit(
-                    self._state, step_batch["next_features"], hp, distill=distill
+                    self._state, step_batch["next_features"], hp, distill=distill, next_images=next_images
                 )
                 n = len(step_batch["features"])
                 next_actions = self._denoise(denoise, next_obs, next_w, n)
@@ -651,6 +841,7 @@ class DSRLAgent:
             "obs_dim": self.obs_dim,
             "noise_shape": list(self.noise_shape),
             "action_shape": list(self.action_shape),
+            "image_shapes": {k: list(v) for k, v in self.image_shapes.items()},
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -665,11 +856,20 @@ class DSRLAgent:
         if d.get("format") != FORMAT:
             raise ValueError(f"Not a DSRL agent state (format {d.get('format')!r}, expected {FORMAT!r}).")
         mine, theirs = self._meta(), d
+        theirs_mode = theirs["config"].get("features", "policy_embedding")
+        if theirs_mode != self.cfg.features:
+            raise ValueError(f"The agent checkpoint was trained with agent.features={theirs_mode}, but the config says "
+                             f"{self.cfg.features}; set agent.features={theirs_mode} to continue it or start a new run.")
+        theirs_images = {k: list(v) for k, v in (theirs.get("image_shapes") or {}).items()}
+        if theirs_images != mine["image_shapes"]:
+            raise ValueError(f"The agent checkpoint's image encoder reads cameras {theirs_images or 'none'}, but this agent "
+                             f"reads {mine['image_shapes'] or 'none'}; use the cameras and agent.encoder_image_keys of the run that wrote it.")
         for key in ("obs_dim", "noise_shape", "action_shape"):
             if list(np.atleast_1d(theirs[key])) != list(np.atleast_1d(mine[key])):
                 raise ValueError(f"The agent checkpoint has {key}={theirs[key]}, but this agent has {mine[key]}; build the agent to match.")
-        for key in ("algorithm", "hidden_dim", "num_layers", "num_critics", "activation"):
-            if theirs["config"][key] != mine["config"][key]:
+        encoder_keys = ("encoder_channels", "encoder_dim") if self.image_keys else ()
+        for key in ("algorithm", "hidden_dim", "num_layers", "num_critics", "activation", *encoder_keys):
+            if _plain(theirs["config"][key]) != _plain(mine["config"][key]):
                 raise ValueError(f"The agent checkpoint has agent.{key}={theirs['config'][key]!r}, but the config says {mine['config'][key]!r}.")
         state = d["state"]
         if self.na and "distill_loss" not in state:  # written before na_distill_every existed
@@ -697,6 +897,7 @@ class DSRLAgent:
         cfg = AgentConfig(**{k: v for k, v in d["config"].items() if k in known})
         bounds = d.get("action_bounds") or None
         bounds = None if not bounds else (np.asarray(bounds["low"]), np.asarray(bounds["high"]))
-        agent = cls(cfg, int(d["obs_dim"]), tuple(d["noise_shape"]), tuple(d["action_shape"]), bounds)
+        images = {k: tuple(v) for k, v in (d.get("image_shapes") or {}).items()}
+        agent = cls(cfg, int(d["obs_dim"]), tuple(d["noise_shape"]), tuple(d["action_shape"]), bounds, images)
         agent.load_state_dict(d)
         return agent
