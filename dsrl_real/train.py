@@ -3,17 +3,26 @@ checkpoints and exact resume.
 
 One agent decision is one *chunk step*: the agent picks the sampler's noise w (H x A), the frozen
 base policy denoises it once into an action chunk, and the robot executes the chunk (stopping early
-if the episode ends). The reward backend scores the finished episode; with a sparse reward the
-last chunk step gets the episode reward. While the scene is reset for the next episode the learner
-runs its gradient steps in a background thread (JAX releases the GIL), and the next episode starts
-only when they are done, so the run is a deterministic function of its seed.
+if the episode ends). During the episode the reward side (rewards/scoring.py) scores prefixes on
+its own worker thread and may end the episode on detected success, a stage out of steps or a
+human's key; the loop never waits for a model. The finished episode's whole-episode score runs on
+that worker while the scene is reset; meanwhile the learner thread waits for it, puts the episode
+in the buffer (rewards shaped by reward.form), then runs its gradient steps (JAX releases the GIL).
+The next episode starts only when they are done, so with simulator truth (scored inline) the run is
+a deterministic function of its seed.
+
+Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
+backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
+recorded runs into the replay buffer first: see train_recording.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,24 +37,40 @@ from .factory import build_env
 from .metrics import MetricsLogger, plot_learning_curve
 from .policies import BasePolicy, load_base_policy
 from .policies.checkpoint import check_fits
-from .storage import write_atomic
+from .recording import EpisodeRecording, RunRecorder
 from .replay import ReplayBuffer
-from .rewards.base import EpisodeClip, RewardBackend, SimTruthBackend
+from .rewards.base import RewardBackend
+from .rewards.registry import build_reward_backend
+from .rewards.scoring import EmergencyStop, EpisodeMonitor, RewardRuntime, ScoredEpisode
 from .rollout import EVAL_SEED, success_summary
+from .storage import write_atomic
+from .train_recording import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
+
 LATEST = "LATEST"
+LEARNER_THREAD = "dsrl-learner"  # ros/node.py waits for it by this name before its own checkpoint
 
 
 # ---- observation features for the agent ------------------------------------------------------------
 class FeatureFn:
-    """Agent features: the float vector observations, plus the base policy's frozen embedding."""
+    """Agent features: the float vector observations, plus the base policy's frozen embedding
+    (policy_embedding) or, with agent.features=observation and cameras, the camera frames that the
+    agent's own image encoder reads (`image_keys`: `image_keys` given, else every uint8 image key)."""
 
-    def __init__(self, policy: BasePolicy, env: RobotEnv, mode: str):
+    def __init__(self, policy: BasePolicy, env: RobotEnv, mode: str, image_keys: list[str] | tuple[str, ...] = ()):
         if mode not in ("policy_embedding", "observation"):
             raise ConfigError(f"Unknown agent.features '{mode}'; choose policy_embedding or observation.")
         spaces = env.observation_space.spaces
         self.vector_keys = [k for k, s in spaces.items() if s.dtype == np.float32]
-        if mode == "observation" and len(self.vector_keys) != len(spaces):
-            raise ConfigError("agent.features=observation uses vector observations only; with cameras use policy_embedding.")
+        cameras = [k for k, s in spaces.items() if s.dtype == np.uint8 and len(s.shape) == 3]
+        self.image_keys: list[str] = []
+        if mode == "observation":
+            unknown = [k for k in image_keys if k not in cameras]
+            if unknown:
+                raise ConfigError(f"agent.encoder_image_keys {unknown} are not camera observations; use some of: {', '.join(cameras)}.")
+            self.image_keys = list(image_keys) or cameras
+            other = [k for k in spaces if k not in self.vector_keys and k not in cameras]
+            if other:
+                raise ConfigError(f"agent.features=observation reads float vectors and uint8 camera frames; {other} are neither.")
         self.policy, self.use_embedding = policy, mode == "policy_embedding"
 
     def __call__(self, obs_batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -53,6 +78,13 @@ class FeatureFn:
         if self.use_embedding:
             parts.append(np.asarray(self.policy.embed(obs_batch), np.float32))
         return np.concatenate(parts, axis=-1)
+
+    def agent_input(self, features: np.ndarray, obs_batch: dict[str, np.ndarray]):
+        """What `choose_noise` gets for one observation: the feature vector, or with the agent's own
+        encoder {"features": vector, "images": {key: uint8 frame}} (`DSRLAgent.act` takes either)."""
+        if not self.image_keys:
+            return features
+        return {"features": features, "images": {k: obs_batch[k][0] for k in self.image_keys}}
 
 
 class ActionSpacePolicy:
@@ -73,12 +105,6 @@ class ActionSpacePolicy:
         return np.zeros((len(next(iter(obs.values()))), 0), np.float32)
 
 
-def build_reward_backend(cfg: Config) -> RewardBackend:
-    if cfg.reward.backend == "sim_truth":
-        return SimTruthBackend()
-    raise ConfigError(f"Unknown reward.backend '{cfg.reward.backend}'; choose one of: sim_truth.")
-
-
 # ---- one episode of chunk steps --------------------------------------------------------------------
 @dataclass
 class ChunkEpisode:
@@ -89,10 +115,16 @@ class ChunkEpisode:
     env_rewards: list[float] = field(default_factory=list)
     frames: dict[str, list[np.ndarray]] = field(default_factory=dict)  # every step, for reward models and videos
     truth: list = field(default_factory=list)
+    step_frames: list[int] = field(default_factory=lambda: [0])  # the frame each chunk step began at, then the last frame
     terminated: bool = False
     truncated: bool = False
-    success: bool = False
+    success: bool = False  # the simulator's truth when it has one, else the detector's or the human's call
+    detected_success: bool = False
+    end_reason: str = ""  # success | time_limit | stage_time_limit | human_success | human_failure
+    stage_starts: list[int] = field(default_factory=lambda: [0])  # the frame each reached stage began at
+    reward_wait_s: float = 0.0  # time the control loop spent on the reward side
     env_steps: int = 0
+    safety_counts: dict = field(default_factory=dict)  # the env's safety counters at the end
 
     def add_observation(self, obs: dict[str, np.ndarray], features: np.ndarray) -> None:
         for k, v in obs.items():
@@ -101,40 +133,87 @@ class ChunkEpisode:
 
 
 def run_chunk_episode(env: RobotEnv, policy: BasePolicy, features: FeatureFn, choose_noise: Callable[[np.ndarray], np.ndarray],
-                      obs: dict[str, np.ndarray], info: dict) -> ChunkEpisode:
-    """Play one episode from an already reset env; `choose_noise(features) -> (H, A)`."""
+                      obs: dict[str, np.ndarray], info: dict, monitor: EpisodeMonitor | None = None,
+                      recording: EpisodeRecording | None = None) -> ChunkEpisode:
+    """Play one episode from an already reset env; `choose_noise(features) -> (H, A)`. A `monitor`
+    (the reward side) may end it after any env step: detected success, a stage out of steps, a key.
+    With a `recording`, every env step becomes a row and every frame goes to the videos as it happens."""
     cameras = [cam.name for cam in env.cameras]
     ep = ChunkEpisode(frames={c: [obs[image_key(c)]] for c in cameras})
     if "task_status" in info:
         ep.truth.append(info["task_status"])
+    if monitor is not None:
+        monitor.begin(ep.frames, ep.truth)
+    rows = StepRows(recording, env, monitor) if recording is not None else None
+    if rows is not None:
+        rows.frames(obs)
     batch = {k: v[None] for k, v in obs.items()}
     ep.add_observation(obs, features(batch)[0])
-    while not (ep.terminated or ep.truncated):
-        w = np.asarray(choose_noise(ep.features[-1]), np.float32)
-        chunk = policy.sample(batch, w[None])[0]  # denoised once, executed as is
-        reward = 0.0
-        for action in chunk:
-            obs, r, ep.terminated, ep.truncated, info = env.step(action)
-            reward += r
-            ep.env_steps += 1
-            for c in cameras:
-                ep.frames[c].append(obs[image_key(c)])
-            if "task_status" in info:
-                ep.truth.append(info["task_status"])
-            if ep.terminated or ep.truncated:
-                break
-        ep.noise.append(w)
-        ep.chunks.append(np.asarray(chunk, np.float32))
-        ep.env_rewards.append(reward)
-        batch = {k: v[None] for k, v in obs.items()}
-        ep.add_observation(obs, features(batch)[0])
-    ep.success = bool(info.get("success", False))
+    try:
+        while not (ep.terminated or ep.truncated):
+            start = time.perf_counter()
+            w = np.asarray(choose_noise(features.agent_input(ep.features[-1], batch)), np.float32)
+            chunk = policy.sample(batch, w[None])[0]  # denoised once, executed as is
+            chunk_columns = {"noise": w, "chunk": np.asarray(chunk, np.float32), "act_time_s": time.perf_counter() - start}
+            reward = 0.0
+            for action in chunk:
+                seen, seen_info, start = obs, info, time.perf_counter()
+                obs, r, ep.terminated, ep.truncated, info = env.step(action)
+                step_time_s = time.perf_counter() - start
+                reward += r
+                ep.env_steps += 1
+                for c in cameras:
+                    ep.frames[c].append(obs[image_key(c)])
+                if "task_status" in info:
+                    ep.truth.append(info["task_status"])
+                try:
+                    if monitor is not None and not (ep.terminated or ep.truncated):
+                        end = monitor.step(env, ep.env_steps, info)
+                        if end is not None:
+                            ep.terminated, ep.truncated, ep.end_reason = end.terminated, end.truncated, end.reason
+                finally:  # the step is recorded even when the reward side stops the run (an emergency-stop key)
+                    if rows is not None:
+                        rows.step(seen, seen_info, action, r, info, step_time_s, **chunk_columns)
+                        rows.frames(obs)
+                chunk_columns = {}  # noise and chunk on the chunk's first row only
+                if ep.terminated or ep.truncated:
+                    break
+            ep.step_frames.append(ep.env_steps)
+            ep.noise.append(w)
+            ep.chunks.append(np.asarray(chunk, np.float32))
+            ep.env_rewards.append(reward)
+            batch = {k: v[None] for k, v in obs.items()}
+            ep.add_observation(obs, features(batch)[0])
+    finally:
+        if monitor is not None:
+            ep.stage_starts = monitor.finish()
+            ep.detected_success, ep.reward_wait_s = monitor.detected_success, monitor.wait_s
+    if rows is not None:
+        rows.final(obs, info)
+    ep.safety_counts = dict(info.get("safety_counts", {}))
+    ep.end_reason = ep.end_reason or ("success" if ep.terminated else "time_limit")
+    ep.success = bool(info["success"]) if "success" in info else ep.detected_success
     return ep
+
+
+@dataclass
+class FinishedEpisode:
+    """An episode whose whole-episode score is still being computed."""
+
+    ep: ChunkEpisode
+    scored: Any  # Future[ScoredEpisode]
+    warm_start: bool
+    index: int  # episodes so far, this one included
+    env_steps: int  # env steps so far, this episode included
+    record: int | None = None  # its index in the recording
+    stored: bool = False  # in the replay buffer (set by the learner)
+    logged: bool = False  # in metrics.jsonl
 
 
 # ---- the trainer ---------------------------------------------------------------------------------
 class DSRLTrainer:
-    def __init__(self, cfg: Config, env: RobotEnv | None = None, policy: BasePolicy | None = None):
+    def __init__(self, cfg: Config, env: RobotEnv | None = None, policy: BasePolicy | None = None,
+                 reward_backend: RewardBackend | None = None):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
         self.env = env or build_env(cfg)
@@ -147,13 +226,28 @@ class DSRLTrainer:
             if hasattr(self.policy, "normalization"):
                 check_fits(self.policy, self.env.observation_space, self.env.action_space, f"The policy '{cfg.policy.checkpoint}'")
             agent_cfg = cfg.agent
-        self.features = FeatureFn(self.policy, self.env, agent_cfg.features)
+        self.features = FeatureFn(self.policy, self.env, agent_cfg.features, agent_cfg.encoder_image_keys)
         blank = {k: np.zeros((1, *space.shape), space.dtype) for k, space in self.env.observation_space.spaces.items()}
         feature_dim = self.features(blank).shape[-1]
         self.agent = DSRLAgent(agent_cfg, feature_dim, self.policy.noise_shape,
-                               action_bounds=(self.env.action_space.low, self.env.action_space.high))
+                               action_bounds=(self.env.action_space.low, self.env.action_space.high),
+                               image_shapes={k: self.env.observation_space[k].shape for k in self.features.image_keys})
         self.buffer = ReplayBuffer(cfg.train.buffer_capacity)
-        self.reward_backend = build_reward_backend(cfg)
+        self.buffer_keys = self._buffer_keys()
+        self.rewards = RewardRuntime(cfg, self.env.task, self.env.control_hz, reward_backend or build_reward_backend(cfg),
+                                     cameras=[cam.name for cam in self.env.cameras])
+        self.reward_backend = self.rewards.backend
+        self.reward_label = label_name(self.reward_backend)  # its labels' name in the recording
+        try:
+            self.shadows = ShadowScorers.from_config(cfg, self.reward_backend, build_reward_backend)
+        except BaseException:
+            self.rewards.close()
+            raise
+        self.recorder: RunRecorder | None = None  # the run folder's recorder while run() or evaluate() records
+        self._recording: RunRecording | None = None
+        self._learner: threading.Thread | None = None
+        if self.rewards.ends_episodes:
+            self.env.terminate_on_success = False  # the detector (or the human) decides, as it must on hardware
         self.sample_rng = np.random.default_rng([cfg.run.seed, 1])
         self.warm_rng = np.random.default_rng([cfg.run.seed, 2])
         self.episodes = 0
@@ -178,37 +272,106 @@ class DSRLTrainer:
         denoise = None if self.cfg.train.action_space_baseline else self.policy.sample
         for _ in range(updates):
             batch = self.buffer.sample(self.agent.cfg.batch_size, self.sample_rng, num_batches=self.agent.cfg.utd,
-                                       include_obs=self.agent.na)
+                                       include_obs=self.agent.na or bool(self.agent.image_keys))
             metrics = self.agent.update(batch, denoise=denoise if self.agent.na else None)
         return metrics
 
-    def _store(self, ep: ChunkEpisode) -> float:
-        """Score the episode with the reward backend and add it to the buffer; returns the episode reward."""
-        clip = EpisodeClip(frames={c: np.stack(f) for c, f in ep.frames.items()}, instruction=self.env.task.instruction,
-                           fps=self.env.control_hz, truth=tuple(ep.truth))
-        score = self.reward_backend.score_episode(clip)
-        form = self.cfg.reward.form
-        if form == "sparse":
-            rewards = np.zeros(len(ep.chunks), np.float32)
-            rewards[-1] = score.reward  # the episode's reward arrives at its end
-        elif form == "step_penalty":
-            rewards = -np.ones(len(ep.chunks), np.float32)
-            rewards[-1] = 0.0 if score.success else -1.0  # DSRL's robomimic form: a faster success is worth more
-        else:
-            raise ConfigError(f"Unknown reward.form '{form}'; choose sparse or step_penalty.")
-        self.buffer.add_episode({k: np.stack(v) for k, v in ep.observations.items()}, np.stack(ep.features),
-                                np.stack(ep.noise), np.stack(ep.chunks), rewards, ep.terminated, ep.truncated)
-        return score.reward
+    def _score(self, ep: ChunkEpisode):
+        """Start the whole-episode scoring (on the reward worker); a Future of the `ScoredEpisode`."""
+        return self.rewards.score(ep.frames, ep.truth, ep.step_frames, ep.stage_starts)
+
+    def _buffer_keys(self) -> set[str]:
+        """The observations the learner reads back: the vectors, the agent's own encoder's cameras, and
+        for DSRL-NA whatever the base policy reads (an external policy without `input_keys`: all).
+        Camera frames nobody reads stay out of the buffer and its checkpoints (they are recorded)."""
+        spaces = self.env.observation_space.spaces
+        keys = {k for k, space in spaces.items() if space.dtype == np.float32} | set(self.features.image_keys)
+        if self.agent.na:
+            keys |= set(getattr(self.policy, "input_keys", spaces))
+        return keys
+
+    def _store(self, ep: ChunkEpisode, scored: ScoredEpisode) -> None:
+        self.buffer.add_episode({k: np.stack(v) for k, v in ep.observations.items() if k in self.buffer_keys}, np.stack(ep.features),
+                                np.stack(ep.noise), np.stack(ep.chunks), scored.rewards, ep.terminated, ep.truncated)
+
+    def seed_buffer(self) -> int:
+        """Put the complete episodes of the recorded runs in train.seed_runs into the replay buffer
+        (before the warm start); returns how many."""
+        episodes = transitions = 0
+        for run_dir in self.cfg.train.seed_runs:
+            for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
+                                       chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.reward_label,
+                                       form=self.cfg.reward.form):
+                observations = {k: v for k, v in ep["observations"].items() if k in self.buffer_keys}
+                self.buffer.add_episode(observations, self.features(ep["observations"]), ep["noise"], ep["chunks"],
+                                        ep["rewards"], ep["terminated"], ep["truncated"])
+                episodes += 1
+                transitions += len(ep["rewards"])
+        if self.cfg.train.seed_runs and self.logger is not None:
+            self.logger.log("seed", 0, runs=list(self.cfg.train.seed_runs), episodes=episodes, transitions=transitions)
+        return episodes
+
+    # -- recording ---------------------------------------------------------------------------------
+    def _open_recording(self) -> bool:
+        """Open the run folder's recorder (train.record) unless it is open; True if this call opened it."""
+        if self._recording is not None or not self.cfg.train.record:
+            return False
+        meta = run_meta(self.cfg, self.reward_label, self.label, self.shadows.names, self.policy.chunk_size)
+        self._recording = RunRecording(self.out_dir, [cam.name for cam in self.env.cameras], self.env.control_hz, meta)
+        self.recorder = self._recording.recorder
+        return True
+
+    def _close_recording(self) -> None:
+        """Write the labels still being computed (waits for them), then release the run folder."""
+        try:
+            if self._recording is not None:
+                self._recording.close()
+        finally:
+            self._recording = self.recorder = None
+
+    def _recorded(self, kind: str, seed: int | None):
+        """A `with` block recording one episode (an EpisodeRecording, or None when not recording);
+        an exception inside seals what was recorded as partial."""
+        if self._recording is None:
+            return contextlib.nullcontext()
+        return self._recording.episode(kind, seed, self.env.task.instruction)
+
+    def _seal(self, recording: EpisodeRecording | None, ep: ChunkEpisode, **extra: Any) -> int | None:
+        """Seal a recorded episode with its outcome the moment it ends; its labels follow."""
+        if recording is None:
+            return None
+        return self._recording.finish(recording, ep.success, ep.terminated, ep.truncated, end_reason=ep.end_reason,
+                                      detected_success=ep.detected_success, reward_wait_s=round(ep.reward_wait_s, 4),
+                                      safety_counts=ep.safety_counts, **extra)
+
+    def _ask_labels(self, index: int | None, ep: ChunkEpisode, scored=None) -> None:
+        """Labels of a sealed episode, written as they arrive: the primary backend's score (`scored`,
+        for the episodes it rewards) and every shadow backend's."""
+        if index is None:
+            return
+        if scored is not None:
+            self._recording.label_when_done(index, self.reward_label, scored, episode_label)
+        for name, future in self.shadows.submit(ep.frames, ep.truth, self.env.task.instruction, self.env.control_hz).items():
+            self._recording.label_when_done(index, name, future)
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, episodes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
-        """The actor's mean noise (deterministic) on fixed evaluation scenes."""
-        successes = 0
-        for i in range(episodes):
-            obs, info = self.env.reset(seed=seed + i)
-            noise = lambda f: self.agent.act(f, deterministic=True, rng=0)  # noqa: E731 - leaves the agent's stream alone
-            successes += run_chunk_episode(self.env, self.policy, self.features, noise, obs, info).success
-        return success_summary(successes, episodes)
+        """The actor's mean noise (deterministic) on fixed evaluation scenes; each trial recorded as kind eval."""
+        opened = self._open_recording()
+        try:
+            successes = 0
+            for i in range(episodes):
+                obs, info = self.env.reset(seed=seed + i)
+                noise = lambda f: self.agent.act(f, deterministic=True, rng=0)  # noqa: E731 - leaves the agent's stream alone
+                with self._recorded("eval", seed + i) as recording:
+                    ep = run_chunk_episode(self.env, self.policy, self.features, noise, obs, info, self.rewards.monitor, recording)
+                    index = self._seal(recording, ep, train_env_steps=self.env_steps)
+                self._ask_labels(index, ep)
+                successes += ep.success
+            return success_summary(successes, episodes)
+        finally:
+            if opened:
+                self._close_recording()
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -245,35 +408,51 @@ class DSRLTrainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False, progress=None) -> dict[str, Any]:
-        cfg = self.cfg.train
         if resume:
             if not self.restore():
                 raise ConfigError(f"Nothing to resume in '{self.out_dir}'; run without --resume to start.")
         elif (self.out_dir / LATEST).exists():
             raise ConfigError(f"'{self.out_dir}' already holds a run; pass --resume to continue it or choose another train.out_dir.")
+        self._open_recording()  # also seals an episode a crash left in progress, as partial
+        try:
+            return self._run(resume, progress)
+        finally:
+            self._close_recording()
+
+    def _run(self, resume: bool, progress) -> dict[str, Any]:
+        cfg = self.cfg.train
         self.logger = MetricsLogger(self.out_dir, cfg.wandb, config=dataclasses.asdict(self.cfg))
         task = progress.add_task(f"{self.label}", total=cfg.env_steps, completed=self.env_steps) if progress else None
-        pending_updates = 0  # gradient work owed for the latest episode; 0 right after a (re)start
+        finished: FinishedEpisode | None = None  # the latest episode, its score on the way; None right after a (re)start
         try:
             if self.episodes == 0 and self.env_steps == 0 and not resume:
+                self.seed_buffer()
                 self._log_eval()  # the base policy's success before any fine-tuning
             while self.env_steps < cfg.env_steps:
                 learner_out: dict[str, Any] = {}
-                learner = threading.Thread(target=self._learn_and_checkpoint, args=(pending_updates, learner_out))
-                learner.start()  # overlaps the scene reset below
-                obs, info = self.env.reset(seed=self.cfg.run.seed + self.episodes)
-                learner.join()
+                self._learner = threading.Thread(target=self._absorb_learn_checkpoint, args=(finished, learner_out),
+                                                 name=LEARNER_THREAD)
+                self._learner.start()  # waits for the last episode's score, stores it and learns, while the scene resets
+                try:
+                    obs, info = self.env.reset(seed=self.cfg.run.seed + self.episodes)
+                finally:  # even when the reset fails (an emergency stop), the learner finishes first
+                    self._join_learner()
+                    if finished is not None and finished.stored:
+                        self._log_episode(finished, learner_out)
+                        finished = None
                 if "error" in learner_out:
                     raise learner_out["error"]
                 warm = self.episodes < cfg.warm_start_episodes
-                ep = run_chunk_episode(self.env, self.policy, self.features, self._warm_noise if warm else self._actor_noise, obs, info)
-                reward = self._store(ep)
+                with self._recorded("warm_start" if warm else "train", self.cfg.run.seed + self.episodes) as recording:
+                    ep = run_chunk_episode(self.env, self.policy, self.features, self._warm_noise if warm else self._actor_noise,
+                                           obs, info, self.rewards.monitor, recording)
+                    index = self._seal(recording, ep, train_episode=self.episodes + 1,
+                                       train_env_steps=self.env_steps + ep.env_steps)
+                scored = self._score(ep)  # a human answers its prompt here; a Ctrl-C meanwhile leaves the counters as they were
                 self.episodes += 1
                 self.env_steps += ep.env_steps
-                pending_updates = 0 if self.episodes < cfg.warm_start_episodes else (
-                    len(self.buffer) if self.episodes == cfg.warm_start_episodes else len(ep.chunks)) * cfg.updates_per_chunk
-                self.logger.log("episode", self.env_steps, episode=self.episodes, reward=reward, success=ep.success,
-                                length=ep.env_steps, warm_start=warm, **learner_out.get("metrics", {}))
+                finished = FinishedEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index)
+                self._ask_labels(index, ep, finished.scored)
                 if cfg.video_every_episodes and self.episodes % cfg.video_every_episodes == 0 and ep.frames:
                     name = next(iter(ep.frames))
                     self.logger.video(f"train_{name}", self.env_steps, np.stack(ep.frames[name]), self.env.control_hz)
@@ -282,24 +461,75 @@ class DSRLTrainer:
                     self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps))
-            self._learn_and_checkpoint(pending_updates, {}, force=True)
+            self._finish_episode(finished)
+            finished = None
             final = self.evaluate(cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
             return {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,
                     "final_success_rate": final["success_rate"], "final_ci95": final["ci95"]}
+        except (EmergencyStop, KeyboardInterrupt):
+            self._join_learner()  # a Ctrl-C may have cut the join above short
+            self._finish_episode(finished)  # everything finished before the stop is kept, once
+            raise
         finally:
             self.logger.close()
 
-    def _learn_and_checkpoint(self, updates: int, out: dict, force: bool = False) -> None:
+    def _join_learner(self) -> None:
+        if self._learner is not None:
+            self._learner.join()
+            self._learner = None
+
+    def _finish_episode(self, finished: FinishedEpisode | None) -> None:
+        """Absorb the last episode (unless the learner already did), do its gradient work and write a
+        checkpoint (end of a run, or a stop)."""
+        out: dict[str, Any] = {}
+        self._absorb_learn_checkpoint(None if finished is None or finished.stored else finished, out, force=True)
+        if "error" in out:
+            raise out["error"]
+        self._log_episode(finished, out)
+
+    def _absorb_learn_checkpoint(self, finished: FinishedEpisode | None, out: dict, force: bool = False) -> None:
+        """The learner's part of a cycle: the finished episode enters the buffer once its score is in,
+        then its gradient steps run, then the checkpoint. Runs beside the scene reset."""
         try:
-            if updates:
-                out["metrics"] = self._learn(updates)
+            if finished is not None:
+                cfg = self.cfg.train
+                scored = finished.scored.result()
+                self._store(finished.ep, scored)
+                finished.stored = True
+                n = finished.index
+                updates = 0 if n < cfg.warm_start_episodes else (
+                    len(self.buffer) if n == cfg.warm_start_episodes else len(finished.ep.chunks)) * cfg.updates_per_chunk
+                if updates:
+                    out["metrics"] = self._learn(updates)
             every = self.cfg.train.checkpoint_every_episodes
             if self.episodes and (force or (every and self.episodes % every == 0)):
                 self.save_checkpoint()
         except BaseException as err:  # surfaced in the main thread
             out["error"] = err
+
+    def _log_episode(self, finished: FinishedEpisode | None, out: dict) -> None:
+        if finished is None or finished.logged or not finished.stored:
+            return
+        finished.logged = True
+        ep, scored = finished.ep, finished.scored.result()
+        record = {} if finished.record is None else {"record": finished.record}
+        self.logger.log("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
+                        episode_return=float(np.sum(scored.rewards)),
+                        success=ep.success if ep.truth else bool(scored.score.success or ep.success),
+                        length=ep.env_steps, warm_start=finished.warm_start, end=ep.end_reason,
+                        detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
+                        reward_wait_s=round(ep.reward_wait_s, 4), **record, **out.get("metrics", {}))
+
+    def close(self) -> None:
+        """Write the labels still being computed and release the recording, then the reward backends
+        (queued scoring finishes first), the robot and the cameras."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.env.close)
+            stack.callback(self.shadows.close)
+            stack.callback(self.rewards.close)
+            self._close_recording()
 
     def _log_eval(self) -> None:
         result = self.evaluate(self.cfg.train.eval_episodes)

@@ -177,3 +177,18 @@ def test_training_videos_are_written_as_readable_mp4(tmp_path):
     assert len(videos) == trainer.episodes == 1
     frames = iio.imread(videos[0], plugin="pyav")
     assert frames.shape == (13, 32, 32, 3)  # the reset frame plus 12 steps
+
+
+@pytest.mark.parametrize("algorithm, kept", [
+    ("dsrl_sac", {"proprio", "object_state"}),  # the agent reads stored features; nobody reads the frames
+    ("dsrl_na", {"proprio", "object_state", "third_person_image"}),  # NA re-denoises: the policy's inputs stay
+])
+def test_the_buffer_keeps_only_the_observations_the_learner_reads(tmp_path, algorithm, kept):
+    class ReadsOneCamera(ScaledNoisePolicy):
+        input_keys = ("proprio", "object_state", "third_person_image")
+
+    cameras = "cameras=[{name: third_person, width: 16, height: 16}, {name: wrist, view: wrist, width: 16, height: 16}]"
+    trainer = make_trainer(tmp_path, cameras, f"agent.algorithm={algorithm}", "train.env_steps=12", "train.record=false",
+                           policy=ReadsOneCamera())
+    trainer.run()
+    assert set(trainer.buffer.sample(4, np.random.default_rng(0))["obs"]) == kept

@@ -183,6 +183,11 @@ class DiffusionPolicy:
     def noise_shape(self) -> tuple[int, int]:
         return (self.chunk_size, self.action_dim)
 
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """The observation keys the policy reads (what a replay buffer must keep for it)."""
+        return (*self.cfg.vector_keys, *self.cfg.image_keys)
+
     def prepare(self, obs: Obs) -> dict[str, jnp.ndarray]:
         """Select the policy's inputs and normalise the vectors (images stay uint8)."""
         n = self.normalization
