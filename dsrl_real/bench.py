@@ -126,25 +126,32 @@ def _random_batches(rng, utd: int, batch: int, obs_dim: int, latent_dim: int) ->
     }
 
 
+# Both learners get the same networks: 3 hidden layers of `hidden` with tanh (DSRL's robomimic setting),
+# 2 critics, batch 256, tau 0.005, automatic temperature with target entropy 0. Ours adds its LayerNorms.
+THROUGHPUT_CRITICS, THROUGHPUT_LAYERS, THROUGHPUT_UTD = 2, 3, 20
+
+
 def _dsrl_steps_per_s(hidden: int, batch: int, obs_dim: int, noise_shape: tuple[int, int], seconds: float) -> float:
     from .agent import DSRLAgent
     from .config import AgentConfig
 
-    utd = 20
-    agent = DSRLAgent(AgentConfig(hidden_dim=hidden, utd=utd, batch_size=batch), obs_dim, noise_shape)
-    batches = _random_batches(np.random.default_rng(0), utd, batch, obs_dim, noise_shape[0] * noise_shape[1])
+    cfg = AgentConfig(hidden_dim=hidden, num_layers=THROUGHPUT_LAYERS, num_critics=THROUGHPUT_CRITICS, activation="tanh",
+                      utd=THROUGHPUT_UTD, batch_size=batch)
+    agent = DSRLAgent(cfg, obs_dim, noise_shape)
+    batches = _random_batches(np.random.default_rng(0), THROUGHPUT_UTD, batch, obs_dim, noise_shape[0] * noise_shape[1])
     agent.update(batches)  # compile
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         agent.update(batches)
-        steps += utd
+        steps += THROUGHPUT_UTD
     return steps / (time.perf_counter() - start)
 
 
 def _sb3_steps_per_s(hidden: int, batch: int, obs_dim: int, latent_dim: int, seconds: float) -> float:
     import gymnasium as gym
+    import torch
     from stable_baselines3 import SAC
-    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.logger import Logger
 
     class Blank(gym.Env):
         observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
@@ -158,8 +165,10 @@ def _sb3_steps_per_s(hidden: int, batch: int, obs_dim: int, latent_dim: int, sec
 
     # The settings DSRL's released code passes to SB3: 2 critics, tau 0.005, auto entropy, target 0.
     model = SAC("MlpPolicy", Blank(), batch_size=batch, buffer_size=10_000, learning_starts=0, tau=0.005,
-                ent_coef="auto", target_entropy=0.0, policy_kwargs={"net_arch": [hidden] * 3}, device="cpu", seed=0)
-    model.set_logger(configure(None, []))
+                ent_coef="auto", target_entropy=0.0, device="cpu", seed=0,
+                policy_kwargs={"net_arch": [hidden] * THROUGHPUT_LAYERS, "n_critics": THROUGHPUT_CRITICS,
+                               "activation_fn": torch.nn.Tanh})
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no log files
     rng = np.random.default_rng(0)
     for _ in range(2 * batch):
         model.replay_buffer.add(rng.normal(size=(1, obs_dim)), rng.normal(size=(1, obs_dim)),
@@ -167,15 +176,16 @@ def _sb3_steps_per_s(hidden: int, batch: int, obs_dim: int, latent_dim: int, sec
     model.train(gradient_steps=5, batch_size=batch)  # warm-up
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        model.train(gradient_steps=20, batch_size=batch)
-        steps += 20
+        model.train(gradient_steps=THROUGHPUT_UTD, batch_size=batch)
+        steps += THROUGHPUT_UTD
     return steps / (time.perf_counter() - start)
 
 
 def bench_throughput(seconds: float = 20.0) -> dict:
-    """Gradient steps per second of the DSRL-SAC update against stable-baselines3 SAC, same sizes."""
+    """Gradient steps per second of the DSRL-SAC update against stable-baselines3 SAC, same networks."""
     obs_dim, noise_shape, batch = 141, (4, 7), 256  # state features + the policy embedding; chunk 4 x 7
-    result: dict = {"batch_size": batch, "obs_dim": obs_dim, "latent_dim": noise_shape[0] * noise_shape[1]}
+    result: dict = {"batch_size": batch, "obs_dim": obs_dim, "latent_dim": noise_shape[0] * noise_shape[1],
+                    "critics": THROUGHPUT_CRITICS, "layers": THROUGHPUT_LAYERS, "activation": "tanh"}
     for hidden in (256, 1024):
         ours = _dsrl_steps_per_s(hidden, batch, obs_dim, noise_shape, seconds)
         try:
@@ -223,10 +233,184 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, out_dir: str 
     return result
 
 
+def bench_recording() -> dict:
+    """Recording's overhead on a simulated episode with two 128x128 cameras (recording/bench.py)."""
+    from .recording.bench import bench_recording as run
+
+    return run()
+
+
+class _SlowBackend:
+    """Bench-only: a reward backend that takes `delay_s` per call (a big model on a slow GPU), answering
+    from the simulator's truth."""
+
+    def __init__(self, inner, delay_s: float):
+        self.inner, self.delay_s, self.calls = inner, delay_s, 0
+        self.name, self.offers = "slow_sim_truth", inner.offers
+
+    def score_episode(self, clip):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.inner.score_episode(clip)
+
+    def score_prefix(self, clip):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.inner.score_prefix(clip)
+
+
+class _ExpertChunks:
+    """Bench-only base policy: the scripted expert, one action per chunk (it acts on the newest state)."""
+
+    chunk_size, action_dim, noise_shape = 1, 7, (1, 7)
+
+    def __init__(self, env, noise: float, seed: int):
+        from .sim_mocks.expert import ScriptedExpert
+
+        self.expert = ScriptedExpert(env.scene.sim, noise=noise, seed=seed)
+
+    def sample(self, obs, noise):
+        return self.expert.act()[None, None]
+
+    def embed(self, obs):
+        return np.zeros((len(obs["proprio"]), 0), np.float32)
+
+
+def bench_reward_wait(episodes: int = 4, delay_s: float = 2.0, expert_noise: float = 0.1) -> dict:
+    """How long the control loop waits on a reward backend that takes `delay_s` per call, with the env
+    in real time at 5 Hz, the success detector and stage tracker on (monkey task, 2 stages), and the
+    whole-episode score overlapping the next reset as in training. Target: wait_fraction <= 0.05."""
+    from .config import load_config
+    from .factory import build_env
+    from .rewards.registry import build_reward_backend
+    from .rewards.scoring import RewardRuntime
+    from .train import FeatureFn, run_chunk_episode
+
+    cfg = load_config(overrides=["cameras=[{name: third_person, view: third_person, width: 64, height: 64}]", "env.real_time=true"])
+    env = build_env(cfg)
+    backend = _SlowBackend(build_reward_backend(cfg), delay_s)
+    runtime = RewardRuntime(cfg, env.task, env.control_hz, backend)
+    env.terminate_on_success = False  # the detector ends episodes
+    policy = _ExpertChunks(env, expert_noise, seed=0)
+    features = FeatureFn(policy, env, "policy_embedding")
+    rows, scored = [], None
+    for i in range(episodes):
+        obs, info = env.reset(seed=i)
+        start = time.perf_counter()
+        if scored is not None:
+            scored.result()  # the previous episode's score, overlapped with the reset (instant in simulation)
+        score_wait = time.perf_counter() - start
+        start = time.perf_counter()
+        ep = run_chunk_episode(env, policy, features, lambda f: np.zeros((1, 7), np.float32), obs, info, runtime.monitor)
+        wall = time.perf_counter() - start
+        scored = runtime.score(ep.frames, ep.truth, ep.step_frames, ep.stage_starts)
+        rows.append({"wall_s": wall, "wait_s": ep.reward_wait_s, "steps": ep.env_steps, "end": ep.end_reason,
+                     "success": ep.success, "detected_success": ep.detected_success, "stage_reached": len(ep.stage_starts) - 1,
+                     "previous_score_wait_s": score_wait})
+    scored.result()
+    runtime.close()
+    env.close()
+    wall, wait = sum(r["wall_s"] for r in rows), sum(r["wait_s"] for r in rows)
+    return {
+        "wait_fraction": round(wait / wall, 5), "target_wait_fraction": 0.05,
+        "episodes": episodes, "backend_delay_s": delay_s, "control_hz": env.control_hz,
+        "mean_episode_wall_s": round(wall / episodes, 2), "mean_wait_s_per_episode": round(wait / episodes, 4),
+        "calls": backend.calls, "prefix_calls": runtime.scorer.prefix_calls, "prefix_requests_dropped": runtime.scorer.dropped,
+        "rate_overruns": env.rate.stats.overruns,
+        # In training the next episode starts once the previous score is in: a real scene reset (tens of
+        # seconds) hides this; the simulator resets instantly, so here it shows.
+        "mean_wait_for_previous_score_s": round(sum(r["previous_score_wait_s"] for r in rows[1:]) / max(episodes - 1, 1), 3),
+        "per_episode": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+    }
+
+
+class _NoisyProgress:
+    """Bench-only stand-in for a learned progress/success model: it sees 1 on success and 0.8 x the
+    simulator's progress for the asked stage otherwise, plus Gaussian noise; its success probability
+    is a steep sigmoid of that around `centre`. Nearly finished failures then sometimes look
+    successful, as they do to reward models."""
+
+    def __init__(self, inner, noise: float, seed: int, centre: float = 0.9, width: float = 0.05):
+        self.inner, self.noise, self.centre, self.width = inner, noise, centre, width
+        self.rng = np.random.default_rng(seed)
+        self.name, self.offers = "noisy_sim_truth", inner.offers
+
+    def score_prefix(self, clip):
+        from .rewards.base import ProgressScore
+
+        truth = self.inner.score_prefix(clip)
+        seen = 1.0 if truth.success_prob >= 1 else 0.8 * float(truth.progress[-1])
+        seen += self.rng.normal(0.0, self.noise)
+        return ProgressScore(truth.progress, float(1 / (1 + np.exp(-(seen - self.centre) / self.width))))
+
+
+def bench_detector(episodes: int = 60, expert_noise: float = 0.5, noise: float = 0.1, windows: tuple[int, ...] = (1, 3, 5)) -> dict:
+    """The success detector and stage tracker on recorded simulated episodes (monkey task, 2 stages;
+    the scripted expert with heavy noise, so many episodes fail near the goal): how often a failed
+    episode is wrongly detected as a success (false triggers), and how often and how late successes
+    are detected, per majority window, for simulator truth and for a noisy stand-in of a learned model."""
+    from .config import load_config
+    from .factory import build_env
+    from .rewards.base import EpisodeClip
+    from .rewards.detection import StageTracker, SuccessDetector
+    from .rewards.registry import build_reward_backend
+    from .rollout import scripted_expert
+
+    cfg = load_config(overrides=["cameras=[]"])
+    env = build_env(cfg)
+    env.terminate_on_success = False
+    truth_backend = build_reward_backend(cfg)
+    recorded = []
+    for i in range(episodes):
+        act = scripted_expert(env, expert_noise, seed=i)
+        obs, info = env.reset(seed=i)
+        truth, done = [info["task_status"]], False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            truth.append(info["task_status"])
+            done = terminated or truncated
+        recorded.append(truth)
+
+    def replay(backend, window: int) -> dict:
+        on_failed = early = failed = detected = succeeded = 0
+        delays = []
+        for truth in recorded:
+            tracker = StageTracker(env.task.stages, SuccessDetector(0.6, window))
+            first_success = next((t for t, s in enumerate(truth) if s.success), None)
+            for t in range(1, len(truth)):
+                clip = EpisodeClip({}, tracker.instruction, env.control_hz, tuple(truth[tracker.stage_start:t + 1]))
+                change = tracker.report(tracker.stage, backend.score_prefix(clip).success_prob, t)
+                if change is not None and change.done:
+                    on_failed += first_success is None
+                    early += first_success is not None and not truth[t].success
+                    detected += truth[t].success
+                    if truth[t].success and first_success is not None:
+                        delays.append(t - first_success)
+                    break
+            failed += first_success is None
+            succeeded += first_success is not None
+        return {"false_trigger_rate_on_failed": round(on_failed / max(failed, 1), 3), "false_triggers_on_failed": on_failed,
+                "early_trigger_rate_on_successful": round(early / max(succeeded, 1), 3),
+                "detection_rate_on_successful": round(detected / max(succeeded, 1), 3),
+                "mean_detection_delay_steps": round(float(np.mean(delays)), 2) if delays else None}
+
+    result: dict = {"episodes": episodes, "task": env.task.name, "stages": len(env.task.stages), "threshold": 0.6,
+                    "expert_noise": expert_noise, "noisy_model_noise": noise,
+                    "successful_episodes": sum(any(s.success for s in t) for t in recorded)}
+    result["failed_episodes"] = episodes - result["successful_episodes"]
+    for window in windows:
+        result[f"window_{window}"] = {"sim_truth": replay(truth_backend, window),
+                                      "noisy_model": replay(_NoisyProgress(truth_backend, noise, seed=window), window)}
+    return result
+
+
 BENCHMARKS = {
     "sim": bench_sim,
     "base-policy": bench_base_policy,
     "policy-latency": bench_policy_latency,
     "throughput": bench_throughput,
     "learning": bench_learning,
+    "reward-wait": bench_reward_wait,
+    "detector": bench_detector,
+    "recording": bench_recording,
 }

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config, to_yaml
+from .env import StaleFrameError
+from .rewards.scoring import EmergencyStop
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +60,8 @@ def _cmd_rollout(args) -> int:
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True))
@@ -101,19 +102,35 @@ def _cmd_pretrain(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    """The whole loop in simulation: scripted demos, imitation pretraining, base-policy evaluation,
+    DSRL fine-tuning from that policy, and the fine-tuned agent's evaluation."""
+    import dataclasses
     import time
 
     from .pipeline import base_success, pretrain_from_demos
+    from .train import DSRLTrainer
 
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     with _progress() as progress:
-        policy, trainer, seconds = pretrain_from_demos(cfg, work_dir, progress)
+        policy, _, seconds = pretrain_from_demos(cfg, work_dir, progress)
     base = base_success(cfg, policy, cfg.run.eval_episodes)
+    print(f"base policy: {base['success_rate']:.0%} success over {base['episodes']} episodes", file=sys.stderr)
+    train_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(work_dir / "dsrl"),
+                                                                   eval_episodes=cfg.run.eval_episodes))
+    start = time.perf_counter()
+    dsrl = DSRLTrainer(train_cfg, policy=policy)
+    try:
+        with _progress() as progress:
+            tuned = dsrl.run(progress=progress)
+    finally:
+        dsrl.env.close()
     print(json.dumps({
         "task": cfg.task.name, "run_dir": str(work_dir), "policy": str(work_dir / "policy" / "policy.msgpack"),
-        "base_success_rate": base["success_rate"], "base_success_ci95": base["ci95"], "episodes": base["episodes"],
-        "collect_and_pretrain_s": round(seconds, 1),
+        "episodes": base["episodes"], "base_success_rate": base["success_rate"], "base_success_ci95": base["ci95"],
+        "algorithm": tuned["label"], "env_steps": tuned["env_steps"],
+        "fine_tuned_success_rate": tuned["final_success_rate"], "fine_tuned_success_ci95": tuned["final_ci95"],
+        "collect_and_pretrain_s": round(seconds, 1), "fine_tune_s": round(time.perf_counter() - start, 1),
     }))
     return 0
 
@@ -127,7 +144,7 @@ def _cmd_train(args) -> int:
         with _progress() as progress:
             result = trainer.run(resume=args.resume, progress=progress)
     finally:
-        trainer.env.close()
+        trainer.close()
     print(json.dumps({**result, "out_dir": cfg.train.out_dir}))
     return 0
 
@@ -142,7 +159,7 @@ def _cmd_eval(args) -> int:
             raise ConfigError(f"No trained agent in '{cfg.train.out_dir}'; train one with `dsrl-real train` first.")
         result = trainer.evaluate(args.episodes or cfg.train.eval_episodes)
     finally:
-        trainer.env.close()
+        trainer.close()
     print(json.dumps({"label": trainer.label, "env_steps": trainer.env_steps, **result}))
     return 0
 
@@ -152,10 +169,68 @@ def _cmd_config(args) -> int:
     return 0
 
 
+def _cmd_score(args) -> int:
+    import dataclasses
+
+    from .rewards.scoring import score_video
+
+    cfg = load_config(args.config, args.overrides)
+    cfg = dataclasses.replace(cfg, reward=dataclasses.replace(
+        cfg.reward, backend=args.backend, model=args.model or cfg.reward.model, server_url=args.server_url or cfg.reward.server_url,
+        num_frames=args.num_frames or cfg.reward.num_frames, camera=args.camera or cfg.reward.camera))
+    result = score_video(cfg, args.video, args.task)
+    print(json.dumps(result, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)))
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from . import bench
 
     print(json.dumps(bench.BENCHMARKS[args.name](), indent=2))
+    return 0
+
+
+def _table_console():
+    """Tables go to stderr; when that is not a terminal (a log file, a test) they get 160 columns, not 80."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console.width = 160
+    return console
+
+
+def _cmd_audit(args) -> int:
+    from .audit import AuditError, audit_table, confusion_tables, main_json, write_audit
+    from .recording import RecordingError
+
+    try:
+        result, json_path, png_path = write_audit(args.run_dir, reference=args.reference, out_dir=args.out,
+                                                  resamples=args.resamples)
+    except (AuditError, RecordingError) as err:
+        raise ConfigError(str(err)) from err
+    console = _table_console()
+    console.print(audit_table(result))
+    for table in confusion_tables(result):
+        console.print(table)
+    print(main_json(result, json_path, png_path))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .recording import RecordingError
+    from .report import ReportError, agreement_lines, report_table, write_report
+
+    try:
+        summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
+    except (ReportError, RecordingError) as err:
+        raise ConfigError(str(err)) from err
+    console = _table_console()
+    console.print(report_table(summary))
+    for line in agreement_lines(summary):
+        console.print(line)
+    print(json.dumps({"json": str(json_path), "png": str(png_path), "robot_time_s": summary["robot_time_s"],
+                      "episodes": summary["total"]["episodes"], "success_rate": summary["total"]["success_rate"]}))
     return 0
 
 
@@ -178,11 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "collect-demos", _cmd_collect_demos, "record scripted-expert episodes in simulation (demos.*)")
     _command(sub, "pretrain", _cmd_pretrain, "pretrain the diffusion base policy by imitation (pretrain.*, policy.*)",
              ((RESUME[0],), RESUME[1]))
-    _command(sub, "demo", _cmd_demo, "simulated end to end: scripted demos, pretraining, base-policy evaluation")
+    _command(sub, "demo", _cmd_demo, "simulated end to end: demos, pretraining, base-policy evaluation, DSRL fine-tuning, evaluation")
     _command(sub, "train", _cmd_train, "fine-tune the base policy with DSRL (train.*, agent.*, reward.*)", ((RESUME[0],), RESUME[1]))
     _command(sub, "eval", _cmd_eval, "evaluate a trained agent with its mean noise",
              (("--episodes",), {"type": int, "default": 0, "help": "trials (default: train.eval_episodes)"}))
     _command(sub, "config", _cmd_config, "print the resolved configuration")
+    _command(sub, "score", _cmd_score, "score a recorded video with a reward backend; prints reward, success, score as JSON",
+             (("--backend",), {"required": True, "help": "roboreward | robometer | human"}),
+             (("--video",), {"required": True, "help": "the episode's video file (mp4)"}),
+             (("--task",), {"required": True, "help": "the instruction the robot was given"}),
+             (("--model",), {"default": "", "help": "checkpoint folder or hub id (with --server-url: the served model's name)"}),
+             (("--server-url",), {"default": "", "help": "an OpenAI-compatible server's base URL (default: run the model here)"}),
+             (("--num-frames",), {"type": int, "default": 0, "help": "frames per query (default: the backend's own)"}),
+             (("--camera",), {"default": "", "help": "a name for the video's camera (default: video)"}))
+    run_dir = ("run_dir",), {"help": "a run's output folder holding recorded episodes (meta/) and/or metrics.jsonl"}
+    out = ("--out",), {"default": None, "help": "where to write the JSON and PNG (default: RUN_DIR)"}
+    _command(sub, "audit", _cmd_audit, "agreement of each reward backend with the human labels of a recorded run",
+             run_dir, out, (("--reference",), {"default": "human", "help": "the labels to audit against (default: human)"}),
+             (("--resamples",), {"type": int, "default": 2000, "help": "bootstrap resamples for the MAE, tau and pairwise intervals"}),
+             config=False)
+    _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
+             run_dir, out, config=False)
     from .bench import BENCHMARKS
 
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
@@ -203,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"dsrl-real: {err}", file=sys.stderr)
         return 2
+    except EmergencyStop as err:
+        print(f"dsrl-real: {err}", file=sys.stderr)
+        return 3
+    except StaleFrameError as err:  # the arm was stopped and the env closed on the way out
+        print(f"dsrl-real: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

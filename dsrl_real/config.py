@@ -24,23 +24,49 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class FrankaConfig:
+    """robot.kind=franka: franka_ros2 topics and actions (defaults: fr3, no namespace; see robots/franka.py)."""
+
+    command_topic: str = "/cartesian_impedance_controller/equilibrium_pose"  # a controller taking PoseStamped targets
+    pose_topic: str = "/franka_robot_state_broadcaster/current_pose"
+    joint_state_topic: str = "/franka_robot_state_broadcaster/measured_joint_states"
+    gripper_namespace: str = "/fr3_gripper"  # franka_gripper: <ns>/homing, <ns>/move, <ns>/grasp, <ns>/joint_states
+    base_frame: str = "fr3_link0"
+    # Orientations (start_rpy, home_rpy, safety.rpy_*) are relative to this one: R = R(rpy) @ R(reference_rpy).
+    # The default points the gripper straight down, so rpy stays near 0 and never wraps at +-pi.
+    reference_rpy: list[float] = field(default_factory=lambda: [3.141592653589793, 0.0, 0.0])
+    home_xyz: list[float] = field(default_factory=lambda: [0.35, 0.0, 0.5])  # out of the way for a scene reset
+    home_rpy: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    move_speed: float = 0.1  # m/s of the interpolated reset and home moves
+    gripper_max_width: float = 0.08  # Franka Hand
+    gripper_speed: float = 0.1  # m/s
+    grasp_force: float = 20.0  # N
+    grasp_epsilon: float = 0.08  # m either side of a fully closed grasp: any object width counts as grasped
+    gripper_timeout_s: float = 5.0  # bounded wait for homing and opening
+    state_timeout_s: float = 0.5  # the arm's state may be at most this old
+
+
+@dataclass
 class RobotConfig:
-    kind: str = "sim"  # sim | widowx
+    kind: str = "sim"  # sim | widowx | franka
     robot_model: str = "wx250s"
     control_hz: float = 5.0
     start_xyz: list[float] = field(default_factory=lambda: [0.25, 0.0, 0.16])
     start_rpy: list[float] = field(default_factory=lambda: [0.0, 1.2, 0.0])
     driver_timeout_s: float = 15.0  # how long to wait for the hardware driver before giving up
+    torque_off_on_close: bool = False  # widowx: torque off once the arm rests in its sleep pose
+    franka: FrankaConfig = field(default_factory=FrankaConfig)
 
 
 @dataclass
 class CameraConfig:
     name: str = MISSING
-    kind: str = "sim"  # sim | realsense
+    kind: str = "sim"  # sim | realsense | ros_topic
     view: str = "third_person"  # sim only: third_person | wrist
     width: int = 128
     height: int = 128
     serial: str = ""  # realsense only: the device's serial number
+    topic: str = ""  # ros_topic only: a sensor_msgs/Image topic, e.g. /camera/camera/color/image_raw
     fps: int = 30
     timeout_s: float = 1.0
 
@@ -68,6 +94,7 @@ class TaskConfig:
 class EnvConfig:
     real_time: bool = False  # keep the control rate with the rate keeper (always on hardware)
     object_state: bool = True  # simulation only: add privileged object state to observations
+    max_frame_age_s: float = 0.5  # hardware: a camera frame older than this stops the episode (0: no check)
 
 
 @dataclass
@@ -104,6 +131,9 @@ class DemosConfig:
     episodes: int = 20
     expert_noise: float = 0.3
     successful_only: bool = False
+    # npz: one .npz per episode | lerobot: recorded like any run (recording.RunRecorder: parquet + mp4
+    # videos, kind "demo", failed attempts kept); pretraining reads either
+    format: str = "npz"
 
 
 @dataclass
@@ -151,6 +181,12 @@ class AgentConfig:
     # and the regression. 1: distil on every gradient step.
     na_distill_every: int = 5
     features: str = "policy_embedding"  # policy_embedding (vector obs + frozen policy features) | observation
+    # agent.features=observation with cameras: the agent's own image encoder (encoders.py), trained by the critic's loss.
+    encoder_image_keys: list[str] = field(default_factory=list)  # camera keys it reads; empty: every uint8 image key
+    encoder_channels: list[int] = field(default_factory=lambda: [32, 32, 32, 32])  # stride-2 3x3 convs
+    encoder_dim: int = 64  # features per camera (Linear -> LayerNorm -> tanh)
+    image_augmentation: str = "shift"  # shift (DrQ: random +-image_shift_pixels, border replicated; training only) | none
+    image_shift_pixels: int = 4
     seed: int = 0
     preset: str = ""  # sim_cpu | widowx_real | franka_real: paper settings, applied beneath file and overrides
 
@@ -170,12 +206,42 @@ class TrainConfig:
     video_every_episodes: int = 0  # 0: no videos
     wandb: str = "offline"  # offline | online | disabled
     action_space_baseline: bool = False  # plain SAC on the robot's actions instead of DSRL (a baseline)
+    record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (LeRobot v2.1 layout)
+    seed_runs: list[str] = field(default_factory=list)  # recorded run folders whose complete episodes seed the replay buffer
 
 
 @dataclass
 class RewardConfig:
-    backend: str = "sim_truth"
-    form: str = "sparse"  # sparse: the episode reward at its end | step_penalty: -1 per chunk step, 0 on success
+    """Where rewards come from (rewards/registry.py), how they are shaped and what ends an episode."""
+
+    backend: str = "sim_truth"  # sim_truth | roboreward | robometer | human | sim_human
+    # sparse: the episode reward at its end | dense: progress deltas per chunk step (backends with
+    # progress) | step_penalty: -1 per chunk step, 0 on success
+    form: str = "sparse"
+    model: str = ""  # roboreward / robometer: a local checkpoint folder or a hub id (e.g. teetone/RoboReward-8B)
+    server_url: str = ""  # roboreward: an OpenAI-compatible server's base URL; "" runs the model in this process
+    device: str = "auto"  # where a local model runs
+    camera: str = ""  # the camera the backend watches; "" = the first camera
+    num_frames: int = 0  # frames per model query; 0 = the backend's own (RoboReward 16, Robometer 8)
+    success_score: int = 5  # roboreward: the lowest 1-5 score that counts as success
+    human_scale: str = "binary"  # human / sim_human: binary | 1-5
+    # What ends an episode early: detector (the success detector on the backend's prefix scores; the
+    # human's keys for human backends) | env (the simulator's own success signal) | time_limit (nothing
+    # but the time limits) | auto (env for sim_truth; else detector when the backend offers success, else time_limit).
+    end_on: str = "auto"
+    success_threshold: float = 0.6  # a prefix whose success probability reaches this votes "success"
+    success_window: int = 3  # success when most of the last this-many prefix scores vote success
+    score_every_steps: int = 1  # ask for a prefix score every this-many env steps (stale requests are dropped)
+    track_stages: bool = True  # multi-stage tasks: advance the instruction on detected success, show the stage's frames only
+    stage_max_steps: list[int] = field(default_factory=list)  # per-stage step limits, one per stage; empty: none
+    scoring: str = "auto"  # background (a worker thread) | inline (in the control loop) | auto: inline for sim_truth and humans
+    # Shadow mode: more backends (names as for backend) that label every episode next to it, off the
+    # control loop, without touching rewards or episode ends; their labels go into the recording.
+    shadow: list[str] = field(default_factory=list)
+    # sim_truth_noisy: the simulator's truth with injected label noise (rewards/noisy.py), e.g. as a shadow
+    noisy_false_positive_rate: float = 0.2  # a failure labelled success
+    noisy_false_negative_rate: float = 0.0  # a success labelled failure
+    noisy_score_error_rate: float = 0.25  # the 1-5 score moved by 2 points
 
 
 @dataclass
@@ -220,10 +286,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def config_dirs() -> list[Path]:
-    """Where named configs are looked up: $DSRL_REAL_CONFIG_DIR, the source tree, the installed share."""
+    """Where named configs are looked up: $DSRL_REAL_CONFIG_DIR, the source tree, the installed share
+    (pip's, under sys.prefix, and colcon's, under each prefix of $AMENT_PREFIX_PATH)."""
     dirs = [Path(p) for p in os.environ.get("DSRL_REAL_CONFIG_DIR", "").split(os.pathsep) if p]
     dirs.append(Path(__file__).resolve().parent.parent / "configs")
-    dirs.append(Path(sys.prefix) / "share" / "dsrl_real" / "configs")
+    prefixes = [sys.prefix, *(p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p)]
+    dirs += [Path(prefix) / "share" / "dsrl_real" / "configs" for prefix in prefixes]
     return dirs
 
 

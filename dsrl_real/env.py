@@ -8,6 +8,7 @@ task was achieved; `truncated` means the time limit ran out, and the two are nev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,10 @@ from .rate import RateKeeper
 from .robots.base import Camera, Robot, Scene
 from .safety import SafetyFilter, SafetyLimits
 from .tasks import TaskSpec
+
+
+class StaleFrameError(RuntimeError):
+    """A camera frame was older than env.max_frame_age_s: the arm was stopped and the episode cannot go on."""
 
 
 def image_key(camera_name: str) -> str:
@@ -39,6 +44,7 @@ class RobotEnv(gym.Env):
         terminate_on_success: bool = True,
         object_state: bool = True,
         render_mode: str | None = None,
+        max_frame_age_s: float | None = None,
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
@@ -54,6 +60,7 @@ class RobotEnv(gym.Env):
         self.rate = RateKeeper(control_hz) if real_time else None
         self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
+        self.max_frame_age_s = max_frame_age_s  # None or 0: frames are not checked for age
         self.metadata = {**self.metadata, "render_fps": control_hz}
 
         proprio_high = np.array([1.0, 1.0, 1.0, np.pi, np.pi, np.pi, 1.0], np.float32)  # metres, radians, opening
@@ -125,13 +132,38 @@ class RobotEnv(gym.Env):
             cam.close()
         self.robot.close()
 
+    def hold(self) -> None:
+        """Pause: the arm holds its position until the next step."""
+        self.robot.stop()
+
+    def resume(self) -> None:
+        """After `hold()`: the control rate restarts now rather than counting the pause as an overrun."""
+        if self.rate is not None:
+            self.rate.start()
+
+    def emergency_stop(self) -> None:
+        """Stop the arm now and end the episode; only `reset()` continues."""
+        self.robot.stop()
+        self._needs_reset = True
+
     # ------------------------------------------------------------------------------------------
     def _observe(self) -> dict[str, np.ndarray]:
         obs = {"proprio": self.robot.state().proprio()}
         if self._object_state:
             obs["object_state"] = self.scene.object_state().astype(np.float32)
         for cam in self.cameras:
-            obs[image_key(cam.name)] = cam.read().image
+            frame = cam.read()
+            age = time.monotonic() - frame.timestamp_s
+            if self.max_frame_age_s and age > self.max_frame_age_s:
+                self.robot.stop()
+                self._needs_reset = True
+                source = getattr(cam, "source", "")
+                raise StaleFrameError(
+                    f"Camera '{cam.name}'{f' ({source})' if source else ''} delivered a frame {age:.2f} s old, over the "
+                    f"{self.max_frame_age_s:g} s limit (env.max_frame_age_s), so the arm was stopped and the episode "
+                    "ended; check the camera's cable and driver, then resume the run."
+                )
+            obs[image_key(cam.name)] = frame.image
         self._last_obs = obs
         return obs
 

@@ -11,8 +11,8 @@ from .env import RobotEnv
 from .safety import SafetyLimits
 from .tasks import SIM_TASKS, TaskSpec
 
-ROBOT_KINDS = ("sim", "widowx")
-CAMERA_KINDS = ("sim", "realsense")
+ROBOT_KINDS = ("sim", "widowx", "franka")
+CAMERA_KINDS = ("sim", "realsense", "ros_topic")
 
 
 def task_spec(cfg: Config) -> TaskSpec:
@@ -41,7 +41,7 @@ def safety_limits(cfg: Config) -> SafetyLimits:
         raise ConfigError(str(err)) from err
 
 
-def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str], str] = input) -> RobotEnv:
+def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str], str] | None = None) -> RobotEnv:
     task = task_spec(cfg)
     limits = safety_limits(cfg)
     kind = cfg.robot.kind
@@ -55,13 +55,27 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         robot = SimRobot(sim, cfg.robot.start_xyz, cfg.robot.start_rpy)
         scene = SimScene(sim)
         cameras = [_sim_camera(sim, c) for c in cfg.cameras]
-    elif kind == "widowx":
+    elif kind in ("widowx", "franka"):
         from .robots.manual import ManualScene
-        from .robots.widowx import WidowXRobot
 
-        robot = WidowXRobot.connect(cfg.robot)
-        scene = ManualScene(task, prompt)
-        cameras = [_hardware_camera(c) for c in cfg.cameras]
+        if kind == "widowx":
+            from .robots.widowx import WidowXRobot
+
+            robot = WidowXRobot.connect(cfg.robot)
+        else:
+            from .robots.franka import FrankaRobot
+
+            robot = FrankaRobot.connect(cfg.robot)
+        scene = ManualScene(task, prompt) if prompt is not None else ManualScene(task)
+        cameras = []
+        try:
+            for c in cfg.cameras:
+                cameras.append(_hardware_camera(c))
+        except BaseException:  # a camera that fails must not leave the arm connected and the others open
+            for cam in cameras:
+                cam.close()
+            robot.close()
+            raise
     else:
         raise ConfigError(f"Unknown robot.kind '{kind}'; choose one of {list(ROBOT_KINDS)}.")
     return RobotEnv(
@@ -71,6 +85,7 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         terminate_on_success=cfg.task.terminate_on_success,
         object_state=cfg.env.object_state,
         render_mode=render_mode,
+        max_frame_age_s=None if kind == "sim" else cfg.env.max_frame_age_s,
     )
 
 
@@ -87,7 +102,14 @@ def _hardware_camera(c: CameraConfig):
         from .robots.realsense import RealSenseCamera
 
         return RealSenseCamera(c.name, serial=c.serial, width=c.width, height=c.height, fps=c.fps, timeout_s=c.timeout_s)
-    raise ConfigError(f"Camera '{c.name}' has kind '{c.kind}'; on hardware choose one of ['realsense'].")
+    if c.kind == "ros_topic":
+        from .robots.ros_camera import RosTopicCamera
+
+        if not c.topic:
+            raise ConfigError(f"Camera '{c.name}' has kind 'ros_topic' but no topic; set its topic to a sensor_msgs/Image "
+                              "topic such as /camera/camera/color/image_raw.")
+        return RosTopicCamera(c.name, c.topic, width=c.width, height=c.height, timeout_s=c.timeout_s)
+    raise ConfigError(f"Camera '{c.name}' has kind '{c.kind}'; on hardware choose one of ['realsense', 'ros_topic'].")
 
 
 def make_sim_env(

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from dsrl_real.cli import main
 
@@ -35,12 +36,14 @@ SMALL = ["cameras=[]", "demos.episodes=3", "pretrain.steps=20", "pretrain.eval_e
          "pretrain.checkpoint_every=10", "pretrain.batch_size=32", "policy.hidden_dim=32", "policy.embed_dim=16"]
 
 
-def test_demo_collects_pretrains_and_reports_base_success(tmp_path, capsys):
-    assert main(["demo", f"run.out_dir={tmp_path}", "run.eval_episodes=2", *SMALL]) == 0
+def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_path, capsys):
+    tiny_dsrl = ["train.env_steps=40", "train.warm_start_episodes=1", "train.eval_every_steps=1000", "train.wandb=disabled",
+                 "agent.hidden_dim=16", "agent.batch_size=8", "agent.utd=1"]
+    assert main(["demo", f"run.out_dir={tmp_path}", "run.eval_episodes=2", *SMALL, *tiny_dsrl]) == 0
     out = _last_json(capsys)
     assert out["episodes"] == 2 and out["base_success_rate"] in (0.0, 0.5, 1.0)
-    from pathlib import Path
-
+    assert out["algorithm"] == "dsrl_sac" and out["env_steps"] >= 40 and out["fine_tuned_success_rate"] in (0.0, 0.5, 1.0)
+    assert (Path(out["run_dir"]) / "dsrl" / "LATEST").is_file()  # the fine-tuned agent is checkpointed
     assert Path(out["policy"]).is_file()
     assert len(list((Path(out["run_dir"]) / "demos").glob("episode_*.npz"))) == 3
     # The pretrained policy drives the robot through `rollout --policy base`.

@@ -25,7 +25,7 @@ def test_unknown_key_names_the_valid_keys():
         load_config(overrides=["robot.contrl_hz=10"])
     assert str(err.value) == (
         "Unknown config key 'robot.contrl_hz' in override 'robot.contrl_hz=10'; valid keys under 'robot' are: "
-        "kind, robot_model, control_hz, start_xyz, start_rpy, driver_timeout_s."
+        "kind, robot_model, control_hz, start_xyz, start_rpy, driver_timeout_s, torque_off_on_close, franka."
     )
 
 
@@ -72,3 +72,12 @@ def test_paper_preset_sits_beneath_file_and_overrides(tmp_path):
     assert (franka.agent.gamma, franka.agent.action_magnitude, franka.robot.control_hz, franka.task.max_steps) == (0.99, 2.5, 15.0, 200)
     with pytest.raises(ConfigError, match="Unknown agent.preset 'fast'; choose one of: sim_cpu, widowx_real, franka_real."):
         load_config(overrides=["agent.preset=fast"])
+
+
+def test_named_config_is_found_in_a_colcon_install_share(tmp_path, monkeypatch):
+    share = tmp_path / "install" / "dsrl_real" / "share" / "dsrl_real" / "configs"
+    share.mkdir(parents=True)
+    (share / "lab_only.yaml").write_text("task:\n  max_steps: 33\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"/opt/ros/humble:{tmp_path / 'install' / 'dsrl_real'}")
+    assert resolve_config_path("lab_only") == share / "lab_only.yaml"
+    assert load_config("lab_only").task.max_steps == 33

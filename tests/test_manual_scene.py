@@ -21,18 +21,18 @@ def _read_until(fd: int, marker: bytes) -> bytes:
 
 
 def test_prompt_uses_the_controlling_terminal_when_stdin_is_not_one():
-    pid, master = pty.fork()
-    if pid == 0:  # child: the pty is its controlling terminal, stdin is /dev/null (as under `ros2 launch`)
-        try:
-            sys.stdin = open(os.devnull)
-            answer = terminal_prompt("Reset the scene. ")
-            os.write(1, f"ANSWER<{answer}>".encode())
-        finally:
-            os._exit(0)
+    master, slave = pty.openpty()
+    # A new session whose first opened terminal (the pty) becomes its controlling terminal; stdin is
+    # /dev/null, as under `ros2 launch`.
+    code = ("import os, sys\nos.close(os.open(sys.argv[1], os.O_RDWR))\n"
+            "from dsrl_real.robots.manual import terminal_prompt\nprint(f'ANSWER<{terminal_prompt(\"Reset the scene. \")}>')")
+    child = subprocess.Popen([sys.executable, "-c", code, os.ttyname(slave)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert b"Reset the scene. " in _read_until(master, b"Reset the scene. ")
     os.write(master, b"ready\n")
-    assert b"ANSWER<ready>" in _read_until(master, b">")
-    assert os.waitpid(pid, 0)[1] == 0
+    out, _ = child.communicate(timeout=60)
+    os.close(slave)
+    assert out.strip() == "ANSWER<ready>" and child.returncode == 0
 
 
 def test_no_terminal_at_all_is_one_sentence():

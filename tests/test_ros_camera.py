@@ -144,7 +144,7 @@ def env_with(camera, max_age: float) -> tuple[RobotEnv, RecordingRobot]:
 
 
 def step_until_stale(env) -> StaleFrameError:
-    for _ in range(500):  # 10 s at 50 Hz: far more than a frame needs to get older than the bound
+    for _ in range(1500):  # 30 s at 50 Hz: far more than a frame needs to get older than the 1 s bound on a busy machine
         try:
             env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
         except StaleFrameError as err:
@@ -155,7 +155,7 @@ def step_until_stale(env) -> StaleFrameError:
 def test_a_stalled_image_topic_stops_the_arm_and_ends_the_episode(graph):
     fake, node = graph
     topic = rclpy_fake.FakeImageTopic(fake, TOPIC, pattern()).start()
-    env, robot = env_with(RosTopicCamera("exterior", TOPIC, 64, 48, timeout_s=5.0, node=node), max_age=0.1)
+    env, robot = env_with(RosTopicCamera("exterior", TOPIC, 64, 48, timeout_s=5.0, node=node), max_age=1.0)
     env.reset(seed=0)
     env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))  # fresh frames: fine
     assert robot.stops == 0
@@ -163,9 +163,9 @@ def test_a_stalled_image_topic_stops_the_arm_and_ends_the_episode(graph):
     err = step_until_stale(env)
     assert re.fullmatch(
         r"Camera 'exterior' \(ROS topic /camera/camera/color/image_raw\) delivered a frame \d+\.\d\d s old, over the "
-        r"0\.1 s limit \(env\.max_frame_age_s\), so the arm was stopped and the episode ended; check the camera's "
+        r"1 s limit \(env\.max_frame_age_s\), so the arm was stopped and the episode ended; check the camera's "
         r"cable and driver, then resume the run\.", str(err))
-    assert float(str(err).split("frame ")[1].split(" s")[0]) >= 0.1  # printed to 2 decimals
+    assert float(str(err).split("frame ")[1].split(" s")[0]) >= 1.0  # printed to 2 decimals
     assert robot.stops == 1
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
@@ -181,7 +181,7 @@ def test_a_stalled_realsense_names_its_serial():
     with fake_rs.install({"111": source}):
         from dsrl_real.robots.realsense import RealSenseCamera
 
-        env, robot = env_with(RealSenseCamera("wrist", serial="111", width=64, height=48, timeout_s=0.5), max_age=0.1)
+        env, robot = env_with(RealSenseCamera("wrist", serial="111", width=64, height=48, timeout_s=5.0), max_age=1.0)
         env.reset(seed=0)
         err = step_until_stale(env)
         env.close()

@@ -47,6 +47,7 @@ class RealSenseCamera:
         rs = _import_pyrealsense2()
         self.name, self.width, self.height, self.fps, self.timeout_s = name, width, height, fps, timeout_s
         self.serial = self._find_device(rs, name, str(serial or ""))
+        self.source = f"RealSense {self.serial}"  # named in error messages (e.g. a stale frame)
         config = rs.config()
         config.enable_device(self.serial)
         config.enable_stream(rs.stream.color, STREAM_WIDTH, STREAM_HEIGHT, rs.format.rgb8, fps)

@@ -62,6 +62,7 @@ class WidowXRobot:
         self.start_xyz = np.asarray(cfg.start_xyz, dtype=float)
         self.start_rpy = np.asarray(cfg.start_rpy, dtype=float)
         self._shutdown = shutdown
+        self._torque_off = cfg.torque_off_on_close
         self._gripper_open: bool | None = None  # unknown until reset
         self._closed = False
         self.refusals = 0  # targets refused as unreachable (nothing sent)
@@ -167,6 +168,8 @@ class WidowXRobot:
         self._closed = True
         try:
             self.arm.go_to_sleep_pose(moving_time=SLOW_MOVE_S, accel_time=SLOW_ACCEL_S, blocking=True)
+            if self._torque_off:  # only once it rests in its sleep pose: without torque the arm drops
+                self.bot.core.robot_torque_enable(cmd_type="group", name="all", enable=False)
         finally:
             shutdown = self._shutdown or _import_interbotix()[1].robot_shutdown
             shutdown()
