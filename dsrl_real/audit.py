@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import save_figure
 from .recording.layout import write_json
 from .recording.reader import RecordedRun
 from .rollout import wilson_interval
@@ -270,11 +271,7 @@ def plot_audit(result: dict, path: Path) -> Path:
         mae = m["mae"]["value"]
         ax_bar.set(xlim=(-1, 1), title=f"{name}: MAE {mae:.2f} on 1-5" if mae is not None else f"{name}: no 1-5 scores")
         ax_bar.invert_yaxis()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_audit(run_dir: str | Path, reference: str = REFERENCE, out_dir: str | Path | None = None,

@@ -12,6 +12,7 @@ import numpy as np
 
 from .audit import AuditError, audit_run
 from .audit import summary as audit_summary
+from .metrics import save_figure
 from .recording.layout import write_json
 from .recording.reader import RecordedRun, is_recording
 from .rollout import success_summary
@@ -185,11 +186,7 @@ def plot_report(summary: dict, path: Path) -> Path:
     else:
         ax.text(0.5, 0.5, "\n".join(_wrap(agreement["note"], 60)), ha="center", va="center", transform=ax.transAxes, fontsize=8)
         ax.set(title="reward-backend agreement", xticks=[], yticks=[])
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _wrap(text: str, width: int) -> list[str]:
