@@ -54,7 +54,9 @@ class RobotConfig:
     start_xyz: list[float] = field(default_factory=lambda: [0.25, 0.0, 0.16])
     start_rpy: list[float] = field(default_factory=lambda: [0.0, 1.2, 0.0])
     driver_timeout_s: float = 15.0  # how long to wait for the hardware driver before giving up
-    torque_off_on_close: bool = False  # widowx: torque off once the arm rests in its sleep pose
+    # widowx: torque off on close, once the measured joints show the arm resting in its sleep pose (a
+    # sleep move that fell short keeps the torque on, so the arm cannot drop)
+    torque_off_on_close: bool = True
     franka: FrankaConfig = field(default_factory=FrankaConfig)
 
 
@@ -220,6 +222,9 @@ class RewardConfig:
     form: str = "sparse"
     model: str = ""  # roboreward / robometer: a local checkpoint folder or a hub id (e.g. teetone/RoboReward-8B)
     server_url: str = ""  # roboreward: an OpenAI-compatible server's base URL; "" runs the model in this process
+    server_timeout_s: float = 60.0  # roboreward over server_url: seconds per request before it counts as failed
+    server_retries: int = 3  # roboreward over server_url: further tries after a timeout, a 5xx or a 429 (with backoff)
+    server_api_key_env: str = "DSRL_REWARD_API_KEY"  # the environment variable holding the server's API key, if it needs one
     device: str = "auto"  # where a local model runs
     camera: str = ""  # the camera the backend watches; "" = the first camera
     num_frames: int = 0  # frames per model query; 0 = the backend's own (RoboReward 16, Robometer 8)
@@ -229,7 +234,7 @@ class RewardConfig:
     # human's keys for human backends) | env (the simulator's own success signal) | time_limit (nothing
     # but the time limits) | auto (env for sim_truth; else detector when the backend offers success, else time_limit).
     end_on: str = "auto"
-    success_threshold: float = 0.6  # a prefix whose success probability reaches this votes "success"
+    success_threshold: float = 0.6  # a prefix (or robometer: a whole episode) whose success probability reaches this counts as success
     success_window: int = 3  # success when most of the last this-many prefix scores vote success
     score_every_steps: int = 1  # ask for a prefix score every this-many env steps (stale requests are dropped)
     track_stages: bool = True  # multi-stage tasks: advance the instruction on detected success, show the stage's frames only

@@ -298,7 +298,7 @@ def test_ctrl_c_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
             self.env.step(HOLD)
             raise KeyboardInterrupt
 
-    overrides = ("cameras=[]", "robot.driver_timeout_s=5", "robot.torque_off_on_close=true", f"train.out_dir={tmp_path}")
+    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")  # torque off on close: the default
     log = Log()
     with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
         code = NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
@@ -314,6 +314,42 @@ def test_ctrl_c_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
     assert fake.calls_named("core.robot_torque_enable")[-1].kwargs == {"cmd_type": "group", "name": "all", "enable": False}
     assert log.last == ("INFO", f"Interrupted (Ctrl-C or SIGTERM); the arm was stopped, a checkpoint was saved to "
                                 f"{tmp_path}/checkpoints/episode_000001 and the environment was closed.")
+
+
+def test_emergency_stop_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
+    from dsrl_real.sim_mocks import interbotix as fake_ix
+    from dsrl_real.sim_mocks.tabletop import Tabletop
+
+    runs = []
+
+    class EstopInSecondEpisode(FakeTrainer):
+        def run(self, resume=False):
+            self.total = 1
+            super().run(resume)
+            self.env.reset(seed=1)
+            self.env.step(HOLD)
+            presser = threading.Thread(target=runs[0].emergency_stop, args=("a message on /dsrl_real/emergency_stop",))
+            presser.start()  # the ~/emergency_stop subscription, on the executor's thread
+            presser.join()
+            self.env.step(HOLD)  # the loop's next robot call ends the run
+            raise AssertionError("the step after an emergency stop went through")
+
+    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
+    log = Log()
+    with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
+        runs.append(NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
+                            env_factory=lambda cfg: build_env(cfg, prompt=lambda text: ""), trainer_factory=EstopInSecondEpisode))
+        code = runs[0].execute()
+        names = [n for n in fake.names() if not n.startswith(("arm.get_", "gripper.get_"))]
+        np.testing.assert_allclose(fake.sim.joints, fake_ix.SLEEP_POSITIONS)
+    assert code == 0
+    last_step = len(names) - 1 - names[::-1].index("gripper.release")  # the second reset opened the gripper
+    assert names[last_step + 1:] == [
+        "arm.set_ee_pose_components", "arm.set_joint_positions",  # the one step
+        "arm.capture_joint_positions", "arm.set_joint_positions",  # the emergency stop: hold the measured joints
+        "arm.capture_joint_positions", "arm.set_joint_positions",  # the node's own stop before it saves
+        "arm.go_to_sleep_pose", "core.robot_torque_enable", "robot_shutdown"]  # close: sleep, then torque off
+    assert log.last[0] == "INFO" and log.last[1].startswith("Emergency stop (a message on /dsrl_real/emergency_stop); the arm was stopped")
 
 
 def test_the_checkpoint_after_a_stop_waits_for_the_trainers_learner_thread():

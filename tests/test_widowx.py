@@ -123,7 +123,7 @@ def test_calls_the_real_api_lacks_raise(setup):
     assert "arm.move_to" not in fake.names()
 
 
-def test_unreachable_target_is_refused_counted_and_nothing_is_sent(setup):
+def test_unreachable_target_is_refused_counted_and_nothing_is_sent(setup, caplog):
     sim, fake, robot = setup
     robot.reset()
     start = np.array([X_MAX - 1e-5, 0.0, Z])
@@ -134,6 +134,9 @@ def test_unreachable_target_is_refused_counted_and_nothing_is_sent(setup):
     accepted = robot.command(PoseTarget(start + [0.05, 0.0, 0.0], np.array(RPY), gripper_open=False), 0.2)
 
     assert accepted is False and robot.refusals == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "dsrl_real.robots.widowx"] == [
+        f"Refused unreachable target xyz={np.round(start + [0.05, 0.0, 0.0], 3).tolist()} rpy={np.round(RPY, 3).tolist()} "
+        "(no IK solution even for 1/8 of the step)."]
     calls = new_calls(fake, since)
     attempts = [c for c in calls if c.name == "arm.set_ee_pose_components"]
     assert [round(c.kwargs["x"] - start[0], 6) for c in attempts] == [0.05, 0.025, 0.0125, 0.00625]
@@ -263,16 +266,39 @@ def test_stop_holds_the_measured_joints(setup):
     np.testing.assert_allclose(sim.joints, joints)
 
 
-def test_close_goes_to_sleep_then_shuts_down_once(setup):
+def test_close_goes_to_sleep_torques_off_then_shuts_down_once(setup):
     sim, fake, robot = setup
     robot.reset()
     since = len(fake.calls)
     robot.close()
     robot.close()
-    assert [c.name for c in new_calls(fake, since)] == ["arm.go_to_sleep_pose", "robot_shutdown"]
+    assert [c.name for c in new_calls(fake, since)] == [
+        "arm.go_to_sleep_pose", "arm.get_joint_positions", "core.robot_torque_enable", "robot_shutdown"]
+    assert fake.calls_named("core.robot_torque_enable")[-1].kwargs == {"cmd_type": "group", "name": "all", "enable": False}
     np.testing.assert_allclose(sim.joints, fake_ix.SLEEP_POSITIONS)
     with pytest.raises(RuntimeError, match="destroyed"):  # the node is gone: no more commands
         robot.bot.arm.go_to_home_pose()
+
+
+def test_a_sleep_move_that_falls_short_keeps_the_torque_on(setup, caplog):
+    sim, fake, robot = setup
+    robot.reset()
+    robot.arm.go_to_sleep_pose = lambda **kwargs: None  # the move never arrives (a collision, a dead driver)
+    since = len(fake.calls)
+    robot.close()
+    assert "core.robot_torque_enable" not in [c.name for c in new_calls(fake, since)]
+    assert [c.name for c in new_calls(fake, since)][-1] == "robot_shutdown"
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warning) == 1 and warning[0].startswith("The arm did not reach its sleep pose")
+    assert "its torque stays on so that it cannot drop" in warning[0]
+
+
+def test_torque_off_on_close_false_leaves_the_torque_on():
+    with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
+        robot = WidowXRobot.connect(RobotConfig(kind="widowx", driver_timeout_s=5.0, torque_off_on_close=False))
+        robot.reset()
+        robot.close()
+        assert fake.names()[-2:] == ["arm.go_to_sleep_pose", "robot_shutdown"]
 
 
 def test_alternate_constructor_wraps_an_already_built_bot():
@@ -287,7 +313,7 @@ def test_alternate_constructor_wraps_an_already_built_bot():
         robot.reset()
         np.testing.assert_allclose(robot.state().xyz, [0.25, 0.0, 0.16], atol=1e-9)
         robot.close()
-        assert fake.names()[-2:] == ["arm.go_to_sleep_pose", "robot_shutdown"]
+        assert fake.names()[-2:] == ["core.robot_torque_enable", "robot_shutdown"]
     assert "interbotix_xs_modules" not in sys.modules  # install() cleans up
 
 
@@ -326,7 +352,7 @@ def test_factory_builds_the_hardware_env_from_config_with_both_fakes():
         assert info["refused"] is False
         np.testing.assert_allclose(obs["proprio"][:3], [0.26, 0.0, 0.16], atol=1e-6)
         env.close()
-    assert fake.names()[-2:] == ["arm.go_to_sleep_pose", "robot_shutdown"]
+    assert fake.names()[-4:] == ["arm.go_to_sleep_pose", "arm.get_joint_positions", "core.robot_torque_enable", "robot_shutdown"]
 
 
 def test_hardware_reset_sends_the_arm_home_then_asks_the_person_then_goes_to_start():

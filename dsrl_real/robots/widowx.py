@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 FINGER_CLOSED_M, FINGER_OPEN_M = 0.015, 0.037  # left_finger joint limits of the wx250s URDF
 SLOW_MOVE_S, SLOW_ACCEL_S = 2.0, 0.3  # reset / home / sleep moves
 GRIPPER_RESET_DELAY_S = 1.0
+SLEEP_TOLERANCE_RAD = 0.1  # every arm joint this close to its sleep position: resting, safe to torque off
 STEP_FRACTIONS = (1.0, 0.5, 0.25, 0.125)  # tried in turn when the full step has no IK solution
 DRIVER_COMMAND = "ros2 launch interbotix_xsarm_control xsarm_control.launch.py robot_model:={model}"
 
@@ -168,13 +169,24 @@ class WidowXRobot:
         self._closed = True
         try:
             self.arm.go_to_sleep_pose(moving_time=SLOW_MOVE_S, accel_time=SLOW_ACCEL_S, blocking=True)
-            if self._torque_off:  # only once it rests in its sleep pose: without torque the arm drops
-                self.bot.core.robot_torque_enable(cmd_type="group", name="all", enable=False)
+            if self._torque_off:
+                if self._resting_in_sleep_pose():  # without torque an arm anywhere else drops
+                    self.bot.core.robot_torque_enable(cmd_type="group", name="all", enable=False)
+                else:
+                    log.warning("The arm did not reach its sleep pose (joints %s, sleep pose %s); its torque stays on so "
+                                "that it cannot drop: support it before powering it off.",
+                                np.round(self.arm.get_joint_positions(), 3).tolist(),
+                                np.round(self.arm.group_info.joint_sleep_positions, 3).tolist())
         finally:
             shutdown = self._shutdown or _import_interbotix()[1].robot_shutdown
             shutdown()
 
     # ---- helpers ------------------------------------------------------------------------------
+    def _resting_in_sleep_pose(self) -> bool:
+        measured = np.asarray(self.arm.get_joint_positions(), dtype=float)
+        sleep = np.asarray(self.arm.group_info.joint_sleep_positions, dtype=float)
+        return measured.shape == sleep.shape and bool(np.all(np.abs(measured - sleep) <= SLEEP_TOLERANCE_RAD))
+
     def _solve(self, target: PoseTarget) -> tuple[np.ndarray | None, float]:
         """IK for the target, else for the step towards it shrunk by halves; (None, 0) if nothing is reachable."""
         guess = [float(q) for q in self.arm.get_joint_positions()]
