@@ -221,3 +221,37 @@ def test_server_down_is_one_sentence_then_recovers_when_it_comes_back(stub_serve
     assert qa.ask(clip(), 2.0, "q") == ANSWER
     assert len(started) == 1 and len(started[0].requests) == 1
     assert qa.ask(clip(), 2.0, "q again") == ANSWER  # and stays usable
+
+
+def _roboreward_over(url, *overrides):
+    from dsrl_real.config import load_config
+    from dsrl_real.rewards.registry import build_reward_backend
+
+    cfg = load_config(overrides=["cameras=[]", "reward.backend=roboreward", "reward.model=teetone/RoboReward-8B",
+                                 f"reward.server_url={url}", *overrides])
+    return build_reward_backend(cfg)
+
+
+def test_the_config_builds_roboreward_over_the_server_with_its_retries_and_api_key(stub_server, monkeypatch):
+    from dsrl_real.rewards.base import EpisodeClip
+
+    monkeypatch.setenv("MY_REWARD_KEY", "sk-test-123")
+    server = stub_server(("status", 503, "loading"), ("ok", ANSWER))
+    backend = _roboreward_over(server.url, "reward.server_retries=1", "reward.server_timeout_s=5",
+                               "reward.server_api_key_env=MY_REWARD_KEY")
+    frames = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    score = backend.score_episode(EpisodeClip({"third_person": frames}, "put the monkey on the towel", 5.0))
+    assert (score.score, score.reward, score.success, score.valid) == (4, 0.75, False, True)
+    assert len(server.requests) == 2  # the 503 was retried once
+    assert all(headers["Authorization"] == "Bearer sk-test-123" for _, headers, _ in server.requests)
+    assert server.requests[-1][2]["model"] == "teetone/RoboReward-8B"
+    with pytest.raises(VideoServerError):  # no retries left: the same 503 is final
+        _roboreward_over(stub_server(("status", 503, "loading")).url, "reward.server_retries=0").score_episode(
+            EpisodeClip({"third_person": frames}, "put the monkey on the towel", 5.0))
+
+
+def test_bad_server_settings_are_one_sentence():
+    from dsrl_real.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^Bad reward.server_timeout_s / reward.server_retries: Need timeout_s > 0"):
+        _roboreward_over("http://127.0.0.1:9", "reward.server_timeout_s=0")

@@ -105,7 +105,11 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
         if r.server_url:
             from .http import OpenAIVideoQA
 
-            transport = OpenAIVideoQA(r.server_url, r.model)
+            try:
+                transport = OpenAIVideoQA(r.server_url, r.model, timeout_s=r.server_timeout_s, retries=r.server_retries,
+                                          api_key=os.environ.get(r.server_api_key_env) if r.server_api_key_env else None)
+            except ValueError as err:
+                raise ConfigError(f"Bad reward.server_timeout_s / reward.server_retries: {err}") from err
         else:
             from .roboreward import TransformersVideoQA
 
@@ -118,7 +122,10 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
             raise ConfigError("The robometer backend runs its model in this process; leave reward.server_url empty.")
         from .robometer import RobometerBackend
 
-        return RobometerBackend.from_pretrained(r.model, device=r.device, num_frames=r.num_frames or 8, camera=camera)
+        if not 0.0 <= r.success_threshold <= 1.0:
+            raise ConfigError(f"reward.success_threshold is a probability from 0 to 1, got {r.success_threshold}.")
+        return RobometerBackend.from_pretrained(r.model, device=r.device, num_frames=r.num_frames or 8, camera=camera,
+                                                success_threshold=r.success_threshold)
     if name in ("human", "sim_human"):
         if r.human_scale not in HUMAN_SCALES:
             raise ConfigError(f"Unknown reward.human_scale '{r.human_scale}'; choose one of: {', '.join(HUMAN_SCALES)}.")
