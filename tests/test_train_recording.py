@@ -273,6 +273,37 @@ def test_recorded_runs_seed_the_buffer_before_the_warm_start(oracle_run, tmp_pat
         "Shadow backend robometer failed (ConnectionError: model server down); its labels are recorded as invalid and the run goes on."]
 
 
+def test_shadow_backends_label_episodes_without_touching_rewards_or_training(tmp_path):
+    def train(name, *overrides):
+        cfg = load_config(overrides=[*FAST, f"train.out_dir={tmp_path / name}", "train.env_steps=48", *overrides])
+        trainer = DSRLTrainer(cfg)
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+        return trainer
+
+    plain = train("plain")
+    shadowed = train("shadowed", "reward.shadow=[sim_truth_noisy]", "reward.noisy_false_positive_rate=1.0")
+    n = len(plain.buffer)
+    assert n == len(shadowed.buffer) and plain.agent.step == shadowed.agent.step > 0
+    rng = np.random.default_rng(0)
+    mine, theirs = plain.buffer.sample(n, rng), shadowed.buffer.sample(n, np.random.default_rng(0))
+    for key in ("reward", "terminated", "noise", "features"):
+        np.testing.assert_array_equal(mine[key], theirs[key])
+    for (path, a), (_, b) in zip(jax_leaves(plain.agent.state_dict()["state"]), jax_leaves(shadowed.agent.state_dict()["state"])):
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    labels = [r["labels"] for r in read_jsonl(tmp_path / "shadowed" / "meta" / "episodes.jsonl") if r["kind"] != "eval"]
+    assert labels and all(lab["sim_truth_noisy"]["success"] is True for lab in labels)  # every failure called a success
+    assert not any(lab["sim_truth"]["success"] for lab in labels)  # ...while the rewards came from the truth
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
 def test_shadow_and_seed_settings_are_checked_in_one_sentence(tmp_path):
     def shadows(*overrides):
         cfg = load_config(overrides=["cameras=[]", *overrides])
