@@ -6,13 +6,15 @@ import importlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 import setuptools
 
 import dsrl_real
 from dsrl_real.sim_mocks import launch_fake
 
-tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11")
+try:
+    import tomllib
+except ImportError:  # Python 3.10 (ROS 2 Humble's): the same parser as the tomli backport
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP = launch_fake.read_setup(REPO)
