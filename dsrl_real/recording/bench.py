@@ -62,6 +62,9 @@ def bench_recording(real_time_episodes: int = 2, episodes: int = 6, image_size: 
             result[label] = entry
             env.close()
     result["overhead_fraction"] = result["real_time"]["overhead_fraction"]
-    result["recording_ms_per_step"] = result["unthrottled"]["recording_ms_per_step_inline_encoding"]
+    # The episode's wall time at the robot's rate is what the target is about; as fast as the simulator
+    # runs, the same cost is a larger fraction of a much shorter episode.
+    result["overhead_fraction_unthrottled"] = result["unthrottled"]["overhead_fraction"]
+    result["recording_ms_per_step"] = result["unthrottled"]["recording_ms_per_step"]
     result["target_overhead_fraction"] = 0.05
     return result
