@@ -244,6 +244,14 @@ def td_target(reward, terminated, next_q, next_log_prob, alpha, gamma, backup):
     return reward + gamma * (1.0 - terminated) * (q - alpha * next_log_prob)
 
 
+def backup_subset(next_q, key, size):
+    """REDQ's target ensemble: next_q (K, B) with all but a random `size` of the K critics set to +inf,
+    so that a min backup takes the min over that subset; size <= 0 (or >= K) keeps every critic."""
+    k = next_q.shape[0]
+    keep = (jax.random.permutation(key, k) < size) | (size <= 0)
+    return jnp.where(keep[:, None], next_q, jnp.inf)
+
+
 def polyak(target, online, tau: float):
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
@@ -427,10 +435,10 @@ class _Core:
         def actor_loss_fn(params):
             mean, log_std = self.actor.apply(params, features)
             w, log_prob = tanh_gaussian_sample(mean, log_std, eps, hp["action_magnitude"])
-            q = _reduce(self.critic.apply(q_params, features, w), hp["backup_mean"])
-            return jnp.mean(alpha * log_prob - q), log_prob
+            q = _reduce(self.critic.apply(q_params, features, w), hp["actor_mean"])
+            return jnp.mean(alpha * log_prob - q), (log_prob, w)
 
-        (actor_loss, log_prob), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state["actor"])
+        (actor_loss, (log_prob, actor_w)), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state["actor"])
         actor, opt_actor = self._adam(grads, state["opt_actor"], state["actor"], hp["learning_rate"])
         entropy = -jnp.mean(log_prob)
 
@@ -441,7 +449,7 @@ class _Core:
         log_alpha, opt_alpha = self._adam(alpha_grad, state["opt_alpha"], state["log_alpha"], hp["learning_rate"])
         state = {**state, "actor": actor, "opt_actor": opt_actor, "log_alpha": log_alpha, "opt_alpha": opt_alpha}
         metrics = {"actor_loss": actor_loss, "entropy": entropy, "temperature_loss": alpha_loss, "temperature": jnp.exp(log_alpha)}
-        return state, metrics
+        return state, metrics, {"actor_noise": actor_w, "actor_log_prob": log_prob}
 
     # -- DSRL-SAC ---------------------------------------------------------------------------------
     def _sac_step(self, state, batch, hp):
@@ -450,11 +458,13 @@ class _Core:
         next_features, next_target_features, images, aug_rng = self._encoded(state, batch)
         next_w, next_log_prob = self._sample_latent(state["actor"], next_features, k_next, hp["action_magnitude"])
         next_q = self.critic.apply(state["target_critic"], next_target_features, next_w)
+        next_q = jnp.where(hp["backup_mean"] > 0.5, next_q, backup_subset(next_q, jax.random.fold_in(k_next, 1), hp["backup_subset"]))
         y = td_target(batch["reward"], batch["terminated"], next_q, next_log_prob, alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"])
         y = jax.lax.stop_gradient(y)
         mask = batch["has_noise"]
         state, critic_loss, q_mean = self._critic_step(state, batch["features"], batch["noise"], y, mask, hp["learning_rate"], images)
-        state, metrics = self._actor_alpha_step(state, self._actor_features(state, batch["features"], images), k_actor, "critic", hp)
+        state, metrics, actor_info = self._actor_alpha_step(state, self._actor_features(state, batch["features"], images), k_actor,
+                                                            "critic", hp)
         state = {
             **state,
             "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
@@ -464,7 +474,7 @@ class _Core:
         }
         n = jnp.maximum(jnp.sum(mask), 1.0)
         metrics.update(critic_loss=critic_loss, q_mean=q_mean, target_q_mean=jnp.sum(mask * y) / n, noise_fraction=jnp.mean(mask))
-        info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha}
+        info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha, **actor_info}
         return state, metrics, info
 
     # -- DSRL-NA -------------------------------------------------------------------------------------
@@ -516,7 +526,7 @@ class _Core:
             (qw, opt_qw), distill_losses = jax.lax.scan(regress, (state["qw"], state["opt_qw"]), (fresh_w, targets))
             state = {**state, "qw": qw, "opt_qw": opt_qw, "distill_loss": distill_losses[-1]}
             distill_info = {"distill_noise": fresh_w, "distill_target": targets}
-        state, metrics = self._actor_alpha_step(state, features, k_actor, "qw", hp)
+        state, metrics, actor_info = self._actor_alpha_step(state, features, k_actor, "qw", hp)
         state = {
             **state,
             "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
@@ -526,7 +536,7 @@ class _Core:
         }
         metrics.update(critic_loss=critic_loss, q_mean=q_mean, target_q_mean=jnp.mean(y), distill_loss=state["distill_loss"],
                        noise_fraction=jnp.mean(batch["has_noise"]))
-        info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha, **distill_info}
+        info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha, **distill_info, **actor_info}
         return state, metrics, info
 
 
@@ -549,6 +559,11 @@ def _validate(cfg: AgentConfig) -> None:
         raise ConfigError(f"agent.algorithm='{cfg.algorithm}' is unknown; use one of: {', '.join(ALGORITHMS)}.")
     if cfg.critic_backup not in ("min", "mean"):
         raise ConfigError(f"agent.critic_backup='{cfg.critic_backup}' is unknown; use min or mean.")
+    if not 0 <= cfg.backup_subset <= cfg.num_critics:
+        raise ConfigError(f"agent.backup_subset={cfg.backup_subset} must lie between 0 (every critic) and agent.num_critics "
+                          f"({cfg.num_critics}).")
+    if cfg.actor_objective not in ("min", "mean"):
+        raise ConfigError(f"agent.actor_objective='{cfg.actor_objective}' is unknown; use min or mean.")
     if cfg.activation not in ACTIVATIONS:
         raise ConfigError(f"agent.activation='{cfg.activation}' is unknown; use one of: {', '.join(ACTIVATIONS)}.")
     if min(cfg.num_critics, cfg.num_layers, cfg.hidden_dim) < 1 or cfg.action_magnitude <= 0 or cfg.init_temperature <= 0:
@@ -731,6 +746,8 @@ class DSRLAgent:
     def _hp(self) -> dict[str, jnp.ndarray]:
         hp = {k: jnp.float32(getattr(self.cfg, k)) for k in HYPERPARAMS}
         hp["backup_mean"] = jnp.float32(self.cfg.critic_backup == "mean")
+        hp["actor_mean"] = jnp.float32(self.cfg.actor_objective == "mean")
+        hp["backup_subset"] = jnp.float32(self.cfg.backup_subset)
         hp["backup_entropy"] = jnp.float32(self.cfg.backup_entropy)
         return hp
 

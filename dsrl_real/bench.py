@@ -247,11 +247,21 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, out_dir: str 
     workers = workers or min(len(LEARNING_RUNS), os.cpu_count() or 1)
     common = ["cameras=[]", "agent.preset=sim_cpu", f"policy.checkpoint={out / 'base' / 'policy' / 'policy.msgpack'}",
               f"train.env_steps={env_steps}", f"train.eval_episodes={eval_episodes}", "train.wandb=disabled"]
-    # spawn, not fork: JAX's threads do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_learning_run, label, [*common, f"train.out_dir={out / label}", *overrides])
-                   for label, overrides in LEARNING_RUNS]
-        runs = [f.result() for f in futures]
+    # spawn, not fork: JAX's threads do not survive a fork. With as many workers as cores, each worker's
+    # XLA runs on one thread, so the workers do not fight over the cores.
+    flags = os.environ.get("XLA_FLAGS")
+    if workers >= (os.cpu_count() or 1):
+        os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_learning_run, label, [*common, f"train.out_dir={out / label}", *overrides])
+                       for label, overrides in LEARNING_RUNS]
+            runs = [f.result() for f in futures]
+    finally:
+        if flags is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = flags
     curves = []
     for label, run, curve in sorted(runs, key=lambda r: [name for name, _ in LEARNING_RUNS].index(r[0])):
         result[label] = {"base_success_rate": result["base_success_rate"], **run}

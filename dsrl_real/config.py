@@ -164,7 +164,9 @@ class AgentConfig:
     num_layers: int = 3
     activation: str = "tanh"  # tanh | relu | gelu
     num_critics: int = 5
-    critic_backup: str = "min"  # min | mean over the critic ensemble
+    critic_backup: str = "min"  # min | mean over the critic ensemble, in the TD target
+    backup_subset: int = 0  # min backup over a random this-many of the critics per gradient step (REDQ: 2); 0: all
+    actor_objective: str = "min"  # min | mean over the critic ensemble, in the actor's loss (REDQ: mean)
     gamma: float = 0.97
     tau: float = 0.005
     learning_rate: float = 3e-4

@@ -219,8 +219,11 @@ class DSRLTrainer:
         self.env = env or build_env(cfg)
         if cfg.train.action_space_baseline:
             self.policy: BasePolicy = ActionSpacePolicy(self.env.action_space.low, self.env.action_space.high)
+            # The same compute per env step and the same target entropy per latent dimension as DSRL
+            # (its latent is a chunk of actions; a target above a 7-dim box's maximum could never be met).
+            chunk = max(1, cfg.policy.chunk_size)
             agent_cfg = dataclasses.replace(cfg.agent, action_magnitude=1.0, features="observation",
-                                            utd=max(1, cfg.agent.utd // max(1, cfg.policy.chunk_size)))
+                                            utd=max(1, cfg.agent.utd // chunk), target_entropy=cfg.agent.target_entropy / chunk)
         else:
             self.policy = policy or load_base_policy(cfg.policy)
             if hasattr(self.policy, "normalization"):

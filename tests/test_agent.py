@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from dsrl_real.agent import DSRLAgent, tanh_gaussian_log_prob, tanh_gaussian_sample, td_target
+from dsrl_real.agent import DSRLAgent, backup_subset, tanh_gaussian_log_prob, tanh_gaussian_sample, td_target
 from dsrl_real.config import AgentConfig, ConfigError
 
 OBS, SHAPE = 3, (2, 3)
@@ -131,6 +131,49 @@ def test_without_entropy_backup_the_td_target_is_reward_plus_discounted_q(algori
     np.testing.assert_allclose(info["td_target"], y, atol=1e-4)
 
 
+def test_backup_subset_keeps_exactly_that_many_critics():
+    next_q = np.arange(15.0).reshape(5, 3)
+    for seed in range(20):
+        kept = np.asarray(backup_subset(next_q, jax.random.PRNGKey(seed), 2))
+        rows = [k for k in range(5) if np.all(np.isfinite(kept[k]))]
+        assert len(rows) == 2 and np.all(np.isinf(np.delete(kept, rows, axis=0)))
+        np.testing.assert_array_equal(kept[rows], next_q[rows])
+    np.testing.assert_array_equal(backup_subset(next_q, jax.random.PRNGKey(0), 0), next_q)  # 0: every critic
+    np.testing.assert_array_equal(backup_subset(next_q, jax.random.PRNGKey(0), 5), next_q)
+    picks = {tuple(np.flatnonzero(np.isfinite(np.asarray(backup_subset(next_q, jax.random.PRNGKey(s), 2))[:, 0])))
+             for s in range(60)}
+    assert len(picks) >= 8  # a fresh random pair per key (10 pairs exist)
+
+
+def test_update_with_a_backup_subset_takes_the_min_over_that_subset():
+    cfg = small_cfg(num_critics=5, backup_subset=2, gamma=0.9, backup_entropy=False)
+    agent = DSRLAgent(cfg, OBS, SHAPE)
+    before = DSRLAgent(cfg, OBS, SHAPE)
+    before.load_state_dict(agent.state_dict())
+    batch = sac_batch(np.random.default_rng(3), terminated=np.arange(64) % 5 == 0)
+    agent.update(batch)
+    info = agent.last_info
+    kept = np.isfinite(info["next_q"][:, 0])
+    assert kept.sum() == 2 and np.all(np.isfinite(info["next_q"][kept]))
+    all_q = before.q_values(batch["next_features"], info["next_noise"], target=True)
+    y = batch["reward"] + 0.9 * (1 - batch["terminated"]) * all_q[kept].min(axis=0)
+    np.testing.assert_allclose(info["td_target"], y, atol=1e-5)
+    assert np.any(all_q.min(axis=0) < all_q[kept].min(axis=0) - 1e-4)  # less pessimistic than the min over all five
+
+
+@pytest.mark.parametrize("objective", ["min", "mean"])
+def test_actor_loss_uses_the_configured_reduction_of_the_updated_critics(objective):
+    cfg = small_cfg(num_critics=3, actor_objective=objective, init_temperature=0.3)
+    agent = DSRLAgent(cfg, OBS, SHAPE)
+    batch = sac_batch(np.random.default_rng(4))
+    metrics = agent.update(batch)
+    info = agent.last_info
+    # The actor step runs after the critic step, against the updated critics (Polyak moves only the targets).
+    q = agent.q_values(batch["features"], info["actor_noise"])
+    q = q.min(axis=0) if objective == "min" else q.mean(axis=0)
+    assert metrics["actor_loss"] == pytest.approx(float(np.mean(0.3 * info["actor_log_prob"] - q)), abs=1e-5)
+
+
 def test_polyak_target_after_one_update():
     cfg = small_cfg(tau=0.1)
     agent = DSRLAgent(cfg, OBS, SHAPE)
@@ -216,6 +259,10 @@ def test_bad_config_is_one_clear_sentence():
         DSRLAgent(small_cfg(algorithm="ppo"), OBS, SHAPE)
     with pytest.raises(ConfigError, match="agent.critic_backup"):
         DSRLAgent(small_cfg(critic_backup="max"), OBS, SHAPE)
+    with pytest.raises(ConfigError, match="agent.actor_objective='max' is unknown; use min or mean."):
+        DSRLAgent(small_cfg(actor_objective="max"), OBS, SHAPE)
+    with pytest.raises(ConfigError, match="agent.backup_subset=-1"):
+        DSRLAgent(small_cfg(backup_subset=-1), OBS, SHAPE)
 
 
 # ---- DSRL-NA --------------------------------------------------------------------------------------------
