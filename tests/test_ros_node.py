@@ -286,10 +286,31 @@ def test_a_trainer_that_cannot_start_closes_the_env(tmp_path):
     assert [e for e, _ in closed] == ["close"]
 
 
-def test_ctrl_c_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
+def run_on_a_fake_widowx(tmp_path, trainer_factory, runs: list | None = None):
+    """The node on the widowx_monkey config against the Interbotix fake (torque off on close: the
+    default); returns (exit code, log, the arm's calls after the second reset, ignoring reads, the
+    final joints). `runs` receives the NodeRun before it executes."""
     from dsrl_real.sim_mocks import interbotix as fake_ix
     from dsrl_real.sim_mocks.tabletop import Tabletop
 
+    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
+    log = Log()
+    with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
+        run = NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
+                      env_factory=lambda cfg: build_env(cfg, prompt=lambda text: ""), trainer_factory=trainer_factory)
+        if runs is not None:
+            runs.append(run)
+        code = run.execute()
+        names = [n for n in fake.names() if not n.startswith(("arm.get_", "gripper.get_"))]
+        torque = fake.calls_named("core.robot_torque_enable")
+        joints = np.array(fake.sim.joints)
+    last_reset = len(names) - 1 - names[::-1].index("gripper.release")  # the second reset opened the gripper
+    assert [c.kwargs for c in torque] == [{"cmd_type": "group", "name": "all", "enable": False}]
+    np.testing.assert_allclose(joints, fake_ix.SLEEP_POSITIONS)
+    return code, log, names[last_reset + 1:]
+
+
+def test_ctrl_c_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
     class CtrlCInSecondEpisode(FakeTrainer):
         def run(self, resume=False):
             self.total = 1
@@ -298,28 +319,17 @@ def test_ctrl_c_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
             self.env.step(HOLD)
             raise KeyboardInterrupt
 
-    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")  # torque off on close: the default
-    log = Log()
-    with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
-        code = NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
-                       env_factory=lambda cfg: build_env(cfg, prompt=lambda text: ""),
-                       trainer_factory=CtrlCInSecondEpisode).execute()
+    code, log, calls = run_on_a_fake_widowx(tmp_path, CtrlCInSecondEpisode)
     assert code == 0
-    names = fake.names()
-    last_step = len(names) - 1 - names[::-1].index("gripper.release")  # the second reset opened the gripper
-    assert [n for n in names[last_step + 1:] if not n.startswith(("arm.get_", "gripper.get_"))] == [
+    assert calls == [
         "arm.set_ee_pose_components", "arm.set_joint_positions",  # the one step
         "arm.capture_joint_positions", "arm.set_joint_positions",  # stop: hold the measured joints
         "arm.go_to_sleep_pose", "core.robot_torque_enable", "robot_shutdown"]  # close: sleep, then torque off
-    assert fake.calls_named("core.robot_torque_enable")[-1].kwargs == {"cmd_type": "group", "name": "all", "enable": False}
     assert log.last == ("INFO", f"Interrupted (Ctrl-C or SIGTERM); the arm was stopped, a checkpoint was saved to "
                                 f"{tmp_path}/checkpoints/episode_000001 and the environment was closed.")
 
 
 def test_emergency_stop_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tmp_path):
-    from dsrl_real.sim_mocks import interbotix as fake_ix
-    from dsrl_real.sim_mocks.tabletop import Tabletop
-
     runs = []
 
     class EstopInSecondEpisode(FakeTrainer):
@@ -334,17 +344,9 @@ def test_emergency_stop_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tm
             self.env.step(HOLD)  # the loop's next robot call ends the run
             raise AssertionError("the step after an emergency stop went through")
 
-    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
-    log = Log()
-    with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
-        runs.append(NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
-                            env_factory=lambda cfg: build_env(cfg, prompt=lambda text: ""), trainer_factory=EstopInSecondEpisode))
-        code = runs[0].execute()
-        names = [n for n in fake.names() if not n.startswith(("arm.get_", "gripper.get_"))]
-        np.testing.assert_allclose(fake.sim.joints, fake_ix.SLEEP_POSITIONS)
+    code, log, calls = run_on_a_fake_widowx(tmp_path, EstopInSecondEpisode, runs)
     assert code == 0
-    last_step = len(names) - 1 - names[::-1].index("gripper.release")  # the second reset opened the gripper
-    assert names[last_step + 1:] == [
+    assert calls == [
         "arm.set_ee_pose_components", "arm.set_joint_positions",  # the one step
         "arm.capture_joint_positions", "arm.set_joint_positions",  # the emergency stop: hold the measured joints
         "arm.capture_joint_positions", "arm.set_joint_positions",  # the node's own stop before it saves
