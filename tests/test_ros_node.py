@@ -288,8 +288,8 @@ def test_a_trainer_that_cannot_start_closes_the_env(tmp_path):
 
 def run_on_a_fake_widowx(tmp_path, trainer_factory, runs: list | None = None):
     """The node on the widowx_monkey config against the Interbotix fake (torque off on close: the
-    default); returns (exit code, log, the arm's calls after the second reset, ignoring reads, the
-    final joints). `runs` receives the NodeRun before it executes."""
+    default); checks that the arm ends torqued off in its sleep pose and returns (exit code, log, the
+    arm's calls after the second reset, reads left out). `runs` receives the NodeRun before it executes."""
     from dsrl_real.sim_mocks import interbotix as fake_ix
     from dsrl_real.sim_mocks.tabletop import Tabletop
 

@@ -170,23 +170,19 @@ class WidowXRobot:
         try:
             self.arm.go_to_sleep_pose(moving_time=SLOW_MOVE_S, accel_time=SLOW_ACCEL_S, blocking=True)
             if self._torque_off:
-                if self._resting_in_sleep_pose():  # without torque an arm anywhere else drops
+                measured = np.asarray(self.arm.get_joint_positions(), dtype=float)
+                sleep = np.asarray(self.arm.group_info.joint_sleep_positions, dtype=float)
+                if measured.shape == sleep.shape and np.all(np.abs(measured - sleep) <= SLEEP_TOLERANCE_RAD):
                     self.bot.core.robot_torque_enable(cmd_type="group", name="all", enable=False)
-                else:
+                else:  # without torque an arm anywhere but resting in its sleep pose drops
                     log.warning("The arm did not reach its sleep pose (joints %s, sleep pose %s); its torque stays on so "
                                 "that it cannot drop: support it before powering it off.",
-                                np.round(self.arm.get_joint_positions(), 3).tolist(),
-                                np.round(self.arm.group_info.joint_sleep_positions, 3).tolist())
+                                np.round(measured, 3).tolist(), np.round(sleep, 3).tolist())
         finally:
             shutdown = self._shutdown or _import_interbotix()[1].robot_shutdown
             shutdown()
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _resting_in_sleep_pose(self) -> bool:
-        measured = np.asarray(self.arm.get_joint_positions(), dtype=float)
-        sleep = np.asarray(self.arm.group_info.joint_sleep_positions, dtype=float)
-        return measured.shape == sleep.shape and bool(np.all(np.abs(measured - sleep) <= SLEEP_TOLERANCE_RAD))
-
     def _solve(self, target: PoseTarget) -> tuple[np.ndarray | None, float]:
         """IK for the target, else for the step towards it shrunk by halves; (None, 0) if nothing is reachable."""
         guess = [float(q) for q in self.arm.get_joint_positions()]
