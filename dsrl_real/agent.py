@@ -451,6 +451,14 @@ class _Core:
         metrics = {"actor_loss": actor_loss, "entropy": entropy, "temperature_loss": alpha_loss, "temperature": jnp.exp(log_alpha)}
         return state, metrics, {"actor_noise": actor_w, "actor_log_prob": log_prob}
 
+    @staticmethod
+    def _backup_candidates(next_q, key, hp):
+        """The target critics' values the TD target's min may take: a random `backup_subset` of them
+        (REDQ) with a min backup, all of them otherwise. `key` stays usable: the subset draws from a
+        key folded out of it."""
+        subset = backup_subset(next_q, jax.random.fold_in(key, 1), hp["backup_subset"])
+        return jnp.where(hp["backup_mean"] > 0.5, next_q, subset)
+
     # -- DSRL-SAC ---------------------------------------------------------------------------------
     def _sac_step(self, state, batch, hp):
         rng, k_next, k_actor = jax.random.split(state["rng"], 3)
@@ -458,7 +466,7 @@ class _Core:
         next_features, next_target_features, images, aug_rng = self._encoded(state, batch)
         next_w, next_log_prob = self._sample_latent(state["actor"], next_features, k_next, hp["action_magnitude"])
         next_q = self.critic.apply(state["target_critic"], next_target_features, next_w)
-        next_q = jnp.where(hp["backup_mean"] > 0.5, next_q, backup_subset(next_q, jax.random.fold_in(k_next, 1), hp["backup_subset"]))
+        next_q = self._backup_candidates(next_q, k_next, hp)
         y = td_target(batch["reward"], batch["terminated"], next_q, next_log_prob, alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"])
         y = jax.lax.stop_gradient(y)
         mask = batch["has_noise"]
@@ -501,6 +509,7 @@ class _Core:
         _, next_target_features, images, aug_rng = self._encoded(state, batch)
         # Q^A: TD on executed chunks, a' = denoise(s', w'); needs no noise from the data.
         next_q = self.critic.apply(state["target_critic"], next_target_features, self._scale_actions(next_actions))
+        next_q = self._backup_candidates(next_q, k_actor, hp)
         y = jax.lax.stop_gradient(td_target(batch["reward"], batch["terminated"], next_q, next_log_prob,
                                             alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"]))
         ones = jnp.ones_like(batch["reward"])

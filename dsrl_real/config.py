@@ -165,7 +165,7 @@ class AgentConfig:
     activation: str = "tanh"  # tanh | relu | gelu
     num_critics: int = 5
     critic_backup: str = "min"  # min | mean over the critic ensemble, in the TD target
-    backup_subset: int = 0  # min backup over a random this-many of the critics per gradient step (REDQ: 2); 0: all
+    backup_subset: int = 0  # min backup over a random this-many of the critics per gradient step (REDQ: 2; SAC's Q, NA's Q^A); 0: all
     actor_objective: str = "min"  # min | mean over the critic ensemble, in the actor's loss (REDQ: mean)
     gamma: float = 0.97
     tau: float = 0.005

@@ -145,17 +145,22 @@ def test_backup_subset_keeps_exactly_that_many_critics():
     assert len(picks) >= 8  # a fresh random pair per key (10 pairs exist)
 
 
-def test_update_with_a_backup_subset_takes_the_min_over_that_subset():
-    cfg = small_cfg(num_critics=5, backup_subset=2, gamma=0.9, backup_entropy=False)
+@pytest.mark.parametrize("algorithm", ["dsrl_sac", "dsrl_na"])
+def test_update_with_a_backup_subset_takes_the_min_over_that_subset(algorithm):
+    cfg = small_cfg(algorithm=algorithm, num_critics=5, backup_subset=2, gamma=0.9, backup_entropy=False)
     agent = DSRLAgent(cfg, OBS, SHAPE)
     before = DSRLAgent(cfg, OBS, SHAPE)
     before.load_state_dict(agent.state_dict())
-    batch = sac_batch(np.random.default_rng(3), terminated=np.arange(64) % 5 == 0)
-    agent.update(batch)
+    rng = np.random.default_rng(3)
+    batch = sac_batch(rng, terminated=np.arange(64) % 5 == 0)
+    batch.update(actions=rng.uniform(-1, 1, (64, *SHAPE)).astype(np.float32), obs={"x": batch["features"]},
+                 next_obs={"x": batch["next_features"]})
+    agent.update(batch, denoise=lambda obs, w: np.tanh(w))
     info = agent.last_info
     kept = np.isfinite(info["next_q"][:, 0])
     assert kept.sum() == 2 and np.all(np.isfinite(info["next_q"][kept]))
-    all_q = before.q_values(batch["next_features"], info["next_noise"], target=True)
+    critic_input = np.tanh(info["next_noise"].reshape(64, *SHAPE)) if algorithm == "dsrl_na" else info["next_noise"]
+    all_q = before.q_values(batch["next_features"], critic_input, target=True)
     y = batch["reward"] + 0.9 * (1 - batch["terminated"]) * all_q[kept].min(axis=0)
     np.testing.assert_allclose(info["td_target"], y, atol=1e-5)
     assert np.any(all_q.min(axis=0) < all_q[kept].min(axis=0) - 1e-4)  # less pessimistic than the min over all five
