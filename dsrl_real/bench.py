@@ -205,11 +205,13 @@ LEARNING_RUNS = (
 )
 
 
-def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, out_dir: str = "runs/bench-learning") -> dict:
+def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episodes: int = 20,
+                   out_dir: str = "runs/bench-learning") -> dict:
     """DSRL-SAC, DSRL-NA and action-space SAC on the simulated monkey task (state-based, sparse
-    success reward, CPU preset), from the default-recipe base policy, on the same step budget. The runs
-    go one after the other: each already keeps both cores busy (side by side in single-threaded
-    workers, measured on 2 cores, they took longer in total)."""
+    success reward, CPU preset), from the default-recipe base policy, on the same step budget. The
+    base rate and each run's final success take `eval_episodes` trials, the learning curve's periodic
+    evaluations `curve_episodes`. The runs go one after the other: each already keeps both cores busy
+    (side by side in single-threaded workers, measured on 2 cores, they took longer in total)."""
     from .config import load_config
     from .metrics import plot_learning_curve
     from .pipeline import base_success, pretrain_from_demos
@@ -219,13 +221,13 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, out_dir: str 
     out = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
     base_cfg = load_config(overrides=["cameras=[]", "agent.preset=sim_cpu"])
     policy, _, _ = pretrain_from_demos(base_cfg, out / "base")
-    result: dict = {"task": "monkey", "env_steps_budget": env_steps, "eval_episodes": eval_episodes,
+    result: dict = {"task": "monkey", "env_steps_budget": env_steps, "eval_episodes": eval_episodes, "curve_episodes": curve_episodes,
                     "base_success_rate": base_success(base_cfg, policy, eval_episodes)["success_rate"]}
     curves = []
     for label, overrides in LEARNING_RUNS:
         cfg = load_config(overrides=[
             "cameras=[]", "agent.preset=sim_cpu", f"train.out_dir={out / label}", f"train.env_steps={env_steps}",
-            f"train.eval_episodes={eval_episodes}", "train.wandb=disabled", *overrides,
+            f"train.eval_episodes={curve_episodes}", f"train.final_eval_episodes={eval_episodes}", "train.wandb=disabled", *overrides,
         ])
         run_start = time.perf_counter()
         trainer = DSRLTrainer(cfg, policy=policy)

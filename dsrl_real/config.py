@@ -204,7 +204,8 @@ class TrainConfig:
     warm_start_episodes: int = 10  # base-policy rollouts (w ~ N(0, I)) before the first update
     updates_per_chunk: int = 1  # agent updates (each agent.utd gradient steps) per collected chunk step
     eval_every_steps: int = 1000
-    eval_episodes: int = 20
+    eval_episodes: int = 20  # trials per periodic evaluation (the learning curve)
+    final_eval_episodes: int = 0  # trials of the evaluation at the end of the budget; 0: train.eval_episodes
     checkpoint_every_episodes: int = 1
     buffer_capacity: int = 200_000
     video_every_episodes: int = 0  # 0: no videos

@@ -461,12 +461,13 @@ class DSRLTrainer:
                     self.logger.video(f"train_{name}", self.env_steps, np.stack(ep.frames[name]), self.env.control_hz)
                 if self.env_steps >= self.next_eval:
                     self.next_eval += cfg.eval_every_steps
-                    self._log_eval()
+                    if self.env_steps < cfg.env_steps:  # at the budget's end the final evaluation follows at once
+                        self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps))
             self._finish_episode(finished)
             finished = None
-            final = self.evaluate(cfg.eval_episodes)
+            final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
             return {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,

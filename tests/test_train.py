@@ -117,11 +117,18 @@ def test_sigkill_mid_run_then_resume_keeps_every_finished_episode(tmp_path):
 def test_metrics_curve_and_eval_command(tmp_path, capsys):
     from dsrl_real.cli import main
 
-    assert main(["train", *FAST, f"train.out_dir={tmp_path}", "train.env_steps=24", "train.eval_every_steps=12"]) == 0
+    assert main(["train", *FAST, f"train.out_dir={tmp_path}", "train.env_steps=24", "train.eval_every_steps=12",
+                 "train.final_eval_episodes=3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["env_steps"] >= 24 and 0.0 <= result["final_success_rate"] <= 1.0
-    kinds = [json.loads(line)["kind"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
     assert kinds[0] == "eval" and kinds.count("episode") == result["episodes"] and kinds[-1] == "final_eval"
+    # Periodic evaluations at 0 and after 12 steps, with eval_episodes trials; none at the budget's end,
+    # where the final evaluation (final_eval_episodes trials) follows.
+    periodic = [r for r in records if r["kind"] == "eval"]
+    assert [r["env_steps"] >= 12 for r in periodic] == [False, True] and all(r["env_steps"] < 24 for r in periodic)
+    assert [r["episodes"] for r in periodic] == [2, 2] and records[-1]["episodes"] == 3
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert main(["eval", *FAST, f"train.out_dir={tmp_path}", "--episodes", "3"]) == 0
     evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
