@@ -497,7 +497,7 @@ def test_agent_defaults_are_the_sim_cpu_preset():
     for key, value in PRESETS["sim_cpu"].items():
         section, name = key.split(".")
         assert getattr(getattr(defaults, section), name) == value, key
-    assert (defaults.agent.na_distill_steps, defaults.agent.na_distill_every) == (5, 5)
+    assert (defaults.agent.batch_size, defaults.agent.na_distill_steps, defaults.agent.na_distill_every) == (128, 5, 10)
 
 
 # ---- checkpoints --------------------------------------------------------------------------------------------
