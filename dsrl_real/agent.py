@@ -269,6 +269,8 @@ def _reduce(q, backup):
 HYPERPARAMS = ("gamma", "tau", "learning_rate", "target_entropy", "action_magnitude")
 STRUCTURE = ("algorithm", "hidden_dim", "num_layers", "activation", "num_critics", "na_distill_steps")
 ENCODER_STRUCTURE = ("encoder_channels", "encoder_dim", "image_augmentation", "image_shift_pixels")  # with cameras only
+NA_SAMPLE_KEYS = ("actor", "rng", "encoder", "target_encoder", "aug_rng")  # what DSRL-NA's sampling half reads
+QW_KEYS = ("qw", "opt_qw")  # DSRL-NA's Q^W, left out of a gradient step's outputs when it does not distil
 
 
 class _Core:
@@ -487,10 +489,11 @@ class _Core:
 
     # -- DSRL-NA -------------------------------------------------------------------------------------
     def _na_sample(self, state, next_features, hp, distill: bool, next_images=None):
-        """w' ~ pi(.|s') (with log pi) and, if `distill`, the fresh distillation noise, N(0, I)
-        clipped to +-b (else None). The key is split the same way either way. With the encoder,
-        `next_images` holds the next frames (prepared-batch keys) and the augmentation stream is
-        left for `_na_step` to advance."""
+        """The advanced rng, w' ~ pi(.|s') (with log pi) and, if `distill`, the fresh distillation
+        noise, N(0, I) clipped to +-b (else None). The key is split the same way either way. `state`
+        holds only the NA_SAMPLE_KEYS it reads (a whole state would be copied out again, ~2 ms per
+        step on a CPU). With the encoder, `next_images` holds the next frames (prepared-batch keys)
+        and the augmentation stream is left for `_na_step` to advance."""
         rng, k_next, k_fresh = jax.random.split(state["rng"], 3)
         b = hp["action_magnitude"]
         if self.encoder is not None:
@@ -499,10 +502,12 @@ class _Core:
         fresh = None
         if distill:
             fresh = jnp.clip(jax.random.normal(k_fresh, (self.distill_steps, next_features.shape[0], self.latent_dim)), -b, b)
-        return {**state, "rng": rng}, next_w, next_log_prob, fresh
+        return rng, next_w, next_log_prob, fresh
 
     def _na_step(self, state, batch, next_w, next_log_prob, next_actions, fresh_w, fresh_actions, hp, distill: bool):
-        """One NA gradient step; `distill` False leaves Q^W alone (fresh_w, fresh_actions are None)."""
+        """One NA gradient step; `distill` False leaves Q^W alone (fresh_w, fresh_actions are None)
+        and returns the state without Q^W and its optimiser (QW_KEYS), which the caller keeps: passed
+        through, they would be copied."""
         rng, k_actor = jax.random.split(state["rng"])
         alpha = jnp.exp(state["log_alpha"])
         lr = hp["learning_rate"]
@@ -546,6 +551,8 @@ class _Core:
         metrics.update(critic_loss=critic_loss, q_mean=q_mean, target_q_mean=jnp.mean(y), distill_loss=state["distill_loss"],
                        noise_fraction=jnp.mean(batch["has_noise"]))
         info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha, **distill_info, **actor_info}
+        if not distill:
+            state = {k: v for k, v in state.items() if k not in QW_KEYS}
         return state, metrics, info
 
 
@@ -834,18 +841,21 @@ class DSRLAgent:
                 next_obs = {k: pick(np.asarray(v)) for k, v in batch["next_obs"].items()}
                 distill = (first + i) % every == 0  # the global step index, so resumes and groupings agree
                 next_images = {k: v for k, v in step_batch.items() if k.startswith(NEXT_IMAGES)} if self.image_keys else None
-                self._state, next_w, next_log_prob, fresh = self.core.na_sample_jit(
-                    self._state, step_batch["next_features"], hp, distill=distill, next_images=next_images
+                sample_state = {k: self._state[k] for k in NA_SAMPLE_KEYS if k in self._state}
+                rng, next_w, next_log_prob, fresh = self.core.na_sample_jit(
+                    sample_state, step_batch["next_features"], hp, distill=distill, next_images=next_images
                 )
+                self._state = {**self._state, "rng": rng}
                 n = len(step_batch["features"])
                 next_actions = self._denoise(denoise, next_obs, next_w, n)
                 fresh_actions = None
                 if distill:
                     obs = {k: pick(np.asarray(v)) for k, v in batch["obs"].items()}
                     fresh_actions = np.stack([self._denoise(denoise, obs, w, n) for w in np.asarray(fresh)])
-                self._state, m, info = self.core.na_step_jit(
+                new_state, m, info = self.core.na_step_jit(
                     self._state, step_batch, next_w, next_log_prob, next_actions, fresh, fresh_actions, hp, distill=distill
                 )
+                self._state = {**self._state, **new_state}  # without a distillation Q^W is not returned
                 all_metrics.append(m)
         metrics = jax.tree_util.tree_map(lambda *xs: np.mean(np.stack(xs)), *jax.device_get(all_metrics))
         self.last_info = {k: np.asarray(v) for k, v in info.items()}
