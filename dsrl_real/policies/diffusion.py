@@ -176,8 +176,10 @@ class DiffusionPolicy:
         self.model = DiffusionModel(cfg, action_dim)
         self.alpha_bars = jnp.asarray(cosine_alpha_bars(cfg.train_diffusion_steps), jnp.float32)
         self.timesteps = ddim_timesteps(cfg.train_diffusion_steps, cfg.inference_steps)
-        self._sample = jax.jit(self._sample_impl)
-        self._embed = jax.jit(self._embed_impl)
+        # The normalisation runs inside the jitted programs: done eagerly it took longer than the
+        # whole batch-1 sampler (0.37 against 0.44 ms on a 2-core CPU).
+        self._sample = jax.jit(lambda params, obs, noise: self._sample_impl(params, self._normalize(obs), noise))
+        self._embed = jax.jit(lambda params, obs: self._embed_impl(params, self._normalize(obs)))
 
     @property
     def noise_shape(self) -> tuple[int, int]:
@@ -190,10 +192,17 @@ class DiffusionPolicy:
 
     def prepare(self, obs: Obs) -> dict[str, jnp.ndarray]:
         """Select the policy's inputs and normalise the vectors (images stay uint8)."""
-        n = self.normalization
+        return self._normalize(self._select(obs))
+
+    def _select(self, obs: Obs) -> dict[str, Any]:
+        """The policy's inputs, as given (the jitted programs see only these keys)."""
         missing = [k for k in (*self.cfg.vector_keys, *self.cfg.image_keys) if k not in obs]
         if missing:
             raise KeyError(f"The policy needs observation keys {missing}, which the environment does not provide.")
+        return {k: np.asarray(obs[k]) for k in (*self.cfg.vector_keys, *self.cfg.image_keys)}
+
+    def _normalize(self, obs: Obs) -> dict[str, jnp.ndarray]:
+        n = self.normalization
         out = {k: (jnp.asarray(obs[k], jnp.float32) - n.vector_mean[k]) / n.vector_std[k] for k in self.cfg.vector_keys}
         out.update({k: jnp.asarray(obs[k]) for k in self.cfg.image_keys})
         return out
@@ -210,10 +219,10 @@ class DiffusionPolicy:
         noise = jnp.asarray(noise, jnp.float32)
         if noise.shape[1:] != self.noise_shape:
             raise ValueError(f"Noise has shape {tuple(noise.shape)}; the policy expects (batch, {self.chunk_size}, {self.action_dim}).")
-        return np.asarray(self._sample(self.params, self.prepare(obs), noise))
+        return np.asarray(self._sample(self.params, self._select(obs), noise))
 
     def embed(self, obs: Obs) -> np.ndarray:
-        return np.asarray(self._embed(self.params, self.prepare(obs)))
+        return np.asarray(self._embed(self.params, self._select(obs)))
 
 
 def init_params(cfg: PolicyConfig, action_dim: int, example_obs: Obs, rng) -> Any:
