@@ -196,10 +196,10 @@ class DiffusionPolicy:
 
     def _select(self, obs: Obs) -> dict[str, Any]:
         """The policy's inputs, as given (the jitted programs see only these keys)."""
-        missing = [k for k in (*self.cfg.vector_keys, *self.cfg.image_keys) if k not in obs]
+        missing = [k for k in self.input_keys if k not in obs]
         if missing:
             raise KeyError(f"The policy needs observation keys {missing}, which the environment does not provide.")
-        return {k: np.asarray(obs[k]) for k in (*self.cfg.vector_keys, *self.cfg.image_keys)}
+        return {k: np.asarray(obs[k]) for k in self.input_keys}
 
     def _normalize(self, obs: Obs) -> dict[str, jnp.ndarray]:
         n = self.normalization
