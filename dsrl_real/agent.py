@@ -31,7 +31,9 @@ Algorithms (`cfg.algorithm`):
       y = r + gamma * (1 - terminated) * (backup_k Q_target_k(s', w') - alpha * log pi(w'|s')),
       w' ~ pi(.|s'), backup = min or mean over the ensemble (`cfg.critic_backup`).
 
-  Only `terminated` cuts the bootstrap: a time-limit truncation bootstraps. Rows without noise
+  With n-step batches (`cfg.n_step`, `ReplayBuffer.sample(n_step=...)`) r is the discounted reward
+  sum over the next `bootstrap_steps` chunk steps, s' the observation after them, and gamma becomes
+  gamma ** bootstrap_steps. Only `terminated` cuts the bootstrap: a time-limit truncation bootstraps. Rows without noise
   (demos, `has_noise` False) carry no latent action and are masked out of the critic loss (they
   still serve as states for the actor). Temperature: log alpha, loss
   log_alpha * (entropy - cfg.target_entropy) with entropy = -mean log pi (so alpha falls when the
@@ -85,7 +87,9 @@ Public API::
     agent.update(batches, denoise=None) -> dict[str, float]
         batches: one batch dict (one gradient step), a list of them, or a dict whose arrays have a
         leading (U, B) axis (U steps), e.g. `ReplayBuffer.sample(cfg.batch_size, rng, num_batches=cfg.utd)`.
-        Keys used: features, next_features, reward, terminated, noise + has_noise (SAC),
+        Keys used: features, next_features, reward, terminated, bootstrap_steps (optional, default 1:
+        the TD target discounts its bootstrap by gamma ** bootstrap_steps, for n-step returns whose
+        `reward` is already the discounted sum), noise + has_noise (SAC),
         actions (NA), obs + next_obs (NA, passed to denoise; with the encoder, its frames are read
         from them as uint8, without a copy). Other keys are ignored.
     agent.last_info -> dict of numpy arrays from the last gradient step (td_target, next_noise, ...;
@@ -469,7 +473,8 @@ class _Core:
         next_w, next_log_prob = self._sample_latent(state["actor"], next_features, k_next, hp["action_magnitude"])
         next_q = self.critic.apply(state["target_critic"], next_target_features, next_w)
         next_q = self._backup_candidates(next_q, k_next, hp)
-        y = td_target(batch["reward"], batch["terminated"], next_q, next_log_prob, alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"])
+        y = td_target(batch["reward"], batch["terminated"], next_q, next_log_prob, alpha * hp["backup_entropy"],
+                      hp["gamma"] ** batch["bootstrap_steps"], hp["backup_mean"])
         y = jax.lax.stop_gradient(y)
         mask = batch["has_noise"]
         state, critic_loss, q_mean = self._critic_step(state, batch["features"], batch["noise"], y, mask, hp["learning_rate"], images)
@@ -516,7 +521,7 @@ class _Core:
         next_q = self.critic.apply(state["target_critic"], next_target_features, self._scale_actions(next_actions))
         next_q = self._backup_candidates(next_q, k_actor, hp)
         y = jax.lax.stop_gradient(td_target(batch["reward"], batch["terminated"], next_q, next_log_prob,
-                                            alpha * hp["backup_entropy"], hp["gamma"], hp["backup_mean"]))
+                                            alpha * hp["backup_entropy"], hp["gamma"] ** batch["bootstrap_steps"], hp["backup_mean"]))
         ones = jnp.ones_like(batch["reward"])
         actions = self._scale_actions(batch["actions"])
         state, critic_loss, q_mean = self._critic_step(state, batch["features"], actions, y, ones, lr, images)
@@ -584,6 +589,8 @@ def _validate(cfg: AgentConfig) -> None:
         raise ConfigError(f"agent.activation='{cfg.activation}' is unknown; use one of: {', '.join(ACTIVATIONS)}.")
     if min(cfg.num_critics, cfg.num_layers, cfg.hidden_dim) < 1 or cfg.action_magnitude <= 0 or cfg.init_temperature <= 0:
         raise ConfigError("agent.num_critics, num_layers, hidden_dim, action_magnitude and init_temperature must be positive.")
+    if cfg.n_step < 1:
+        raise ConfigError(f"agent.n_step={cfg.n_step} must be at least 1 (1: one-step TD targets).")
     if cfg.algorithm == "dsrl_na" and cfg.na_distill_steps < 1:
         raise ConfigError("agent.na_distill_steps must be at least 1 for dsrl_na.")
     _distill_every(cfg)
@@ -788,6 +795,8 @@ class DSRLAgent:
             "reward": get("reward", ()),
             "terminated": get("terminated", ()),
         }
+        steps = get("bootstrap_steps", (), required=False)  # n-step returns (ReplayBuffer.sample); absent: 1
+        out["bootstrap_steps"] = np.ones(lead, np.float32) if steps is None else steps
         noise = get("noise", (self.latent_dim,), required=not self.na)
         has_noise = get("has_noise", (), required=False)
         if noise is None:

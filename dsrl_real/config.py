@@ -172,6 +172,7 @@ class AgentConfig:
     learning_rate: float = 3e-4
     batch_size: int = 128
     utd: int = 10  # gradient steps per update
+    n_step: int = 1  # TD targets over this many chunk steps of rewards (within the episode) before bootstrapping
     target_entropy: float = 0.0
     init_temperature: float = 0.02
     # Keep -alpha log pi in the critic's TD target (SAC as published). With a sparse 0/1 reward and a

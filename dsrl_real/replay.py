@@ -26,11 +26,18 @@ API::
     buf.add_episode(observations: dict[str, (T+1, ...)], features: (T+1, F), noise: (T, H, A) | None,
                     chunks: (T, H, A), rewards: (T,), terminated: bool, truncated: bool) -> episode id
     buf.sample(batch_size, rng: np.random.Generator, num_batches: int | None = None,
-               include_obs: bool = True) -> dict
+               include_obs: bool = True, n_step: int = 1, gamma: float = 1.0) -> dict
         obs, next_obs (dicts), features, next_features, noise, has_noise, actions (the chunk),
-        reward, terminated, truncated, episode_id, index; leading axes (B,) or (num_batches, B).
+        reward, bootstrap_steps, terminated, truncated, episode_id, index; leading axes (B,) or
+        (num_batches, B).
     len(buf) (transitions available), buf.num_time_indices, buf.num_episodes_started,
     buf.storage_bytes() -> dict, buf.save(path), buf.load(path), ReplayBuffer.from_file(path)
+
+n-step returns (`n_step` > 1): `reward` is sum_j gamma^j r_{t+j} over the next up-to-n transitions of
+the same episode, `next_obs` / `next_features` the observation after the last of them,
+`bootstrap_steps` how many were summed (the learner discounts its bootstrap by gamma to that power),
+and `terminated` / `truncated` those of the last one; near an episode's end fewer are summed. With
+n_step = 1 this is the plain transition (`bootstrap_steps` 1).
 
 Sampling is uniform with replacement over available transitions and a deterministic function of
 the rng and the buffer contents; `save`/`load` round-trips exactly (npz written to a temp file and
@@ -197,21 +204,26 @@ class ReplayBuffer:
         out.update({k: v.nbytes for k, v in self._arrays().items()})
         return out
 
-    def sample(self, batch_size: int, rng: np.random.Generator, num_batches: int | None = None, include_obs: bool = True) -> dict[str, Any]:
+    def sample(self, batch_size: int, rng: np.random.Generator, num_batches: int | None = None, include_obs: bool = True,
+               n_step: int = 1, gamma: float = 1.0) -> dict[str, Any]:
         if len(self) == 0:
             raise ValueError("The replay buffer holds no transitions yet; add an episode before sampling.")
+        if n_step < 1:
+            raise ValueError(f"n_step must be at least 1, got {n_step}.")
         shape = (batch_size,) if num_batches is None else (num_batches, batch_size)
         idx = self._valid_idx[rng.integers(0, len(self._valid_idx), size=shape)]
-        nxt = (idx + 1) % self.capacity
+        reward, last, steps = self._n_step(idx, n_step, gamma)
+        nxt = (last + 1) % self.capacity
         batch: dict[str, Any] = {
             "features": self._features[idx],
             "next_features": self._features[nxt],
             "noise": self._noise[idx],
             "has_noise": self._has_noise[idx],
             "actions": self._chunks[idx],
-            "reward": self._reward[idx],
-            "terminated": self._terminated[idx],
-            "truncated": self._truncated[idx],
+            "reward": reward,
+            "bootstrap_steps": steps,
+            "terminated": self._terminated[last],
+            "truncated": self._truncated[last],
             "episode_id": self._episode[idx],
             "index": idx,
         }
@@ -219,6 +231,22 @@ class ReplayBuffer:
             batch["obs"] = {k: v[idx] for k, v in self._obs.items()}
             batch["next_obs"] = {k: v[nxt] for k, v in self._obs.items()}
         return batch
+
+    def _n_step(self, idx: np.ndarray, n_step: int, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For transitions at `idx`: the discounted reward sum over the next up-to-`n_step` transitions
+        of the same episode, sum_j gamma^j r_{t+j} (float32), the slot of the last transition summed,
+        and how many were summed (float32; the bootstrap discount is gamma to that power). The sum
+        stops early at the episode's last transition, whose terminated / truncated flags then apply."""
+        reward = self._reward[idx].astype(np.float32)
+        last = idx.copy()
+        steps = np.ones(idx.shape, np.float32)
+        for j in range(1, n_step):
+            after = (last + 1) % self.capacity
+            more = self._starts[after] & (self._episode[after] == self._episode[idx])
+            last = np.where(more, after, last)
+            reward = reward + np.where(more, np.float32(gamma**j) * self._reward[after], 0.0).astype(np.float32)
+            steps = steps + more
+        return reward, last, steps
 
     # -- persistence ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

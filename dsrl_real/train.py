@@ -274,8 +274,9 @@ class DSRLTrainer:
         metrics: dict[str, float] = {}
         denoise = None if self.cfg.train.action_space_baseline else self.policy.sample
         for _ in range(updates):
-            batch = self.buffer.sample(self.agent.cfg.batch_size, self.sample_rng, num_batches=self.agent.cfg.utd,
-                                       include_obs=self.agent.na or bool(self.agent.image_keys))
+            cfg = self.agent.cfg
+            batch = self.buffer.sample(cfg.batch_size, self.sample_rng, num_batches=cfg.utd, include_obs=self.agent.na or bool(self.agent.image_keys),
+                                       n_step=cfg.n_step, gamma=cfg.gamma)
             metrics = self.agent.update(batch, denoise=denoise if self.agent.na else None)
         return metrics
 

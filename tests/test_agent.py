@@ -112,8 +112,9 @@ def test_update_td_target_bootstraps_truncation_not_termination(backup):
     assert np.all(np.abs(info["td_target"][trunc] - batch["reward"][trunc]) > 1e-2)
 
 
+@pytest.mark.parametrize("n_step", [False, True])
 @pytest.mark.parametrize("algorithm", ["dsrl_sac", "dsrl_na"])
-def test_without_entropy_backup_the_td_target_is_reward_plus_discounted_q(algorithm):
+def test_without_entropy_backup_the_td_target_is_reward_plus_discounted_q(algorithm, n_step):
     cfg = small_cfg(algorithm=algorithm, gamma=0.9, init_temperature=0.3, backup_entropy=False)
     agent = DSRLAgent(cfg, OBS, SHAPE)
     before = DSRLAgent(cfg, OBS, SHAPE)
@@ -123,11 +124,15 @@ def test_without_entropy_backup_the_td_target_is_reward_plus_discounted_q(algori
     batch = sac_batch(rng, B, terminated=np.arange(B) % 4 == 0)
     batch.update(actions=rng.uniform(-1, 1, (B, *SHAPE)).astype(np.float32), obs={"x": batch["features"]},
                  next_obs={"x": batch["next_features"]})
+    steps = np.ones(B)
+    if n_step:  # n-step rows (ReplayBuffer.sample(n_step=...)): the bootstrap is discounted by gamma ** steps
+        steps = 1.0 + np.arange(B) % 3
+        batch["bootstrap_steps"] = steps
     agent.update(batch, denoise=lambda obs, w: np.tanh(w))
     info = agent.last_info
     critic_input = np.tanh(info["next_noise"].reshape(B, *SHAPE)) if algorithm == "dsrl_na" else info["next_noise"]
     q = before.q_values(batch["next_features"], critic_input, target=True).min(axis=0)
-    y = batch["reward"] + 0.9 * (1 - batch["terminated"]) * q  # no -alpha log pi term
+    y = batch["reward"] + 0.9**steps * (1 - batch["terminated"]) * q  # no -alpha log pi term
     np.testing.assert_allclose(info["td_target"], y, atol=1e-4)
 
 
@@ -268,6 +273,8 @@ def test_bad_config_is_one_clear_sentence():
         DSRLAgent(small_cfg(actor_objective="max"), OBS, SHAPE)
     with pytest.raises(ConfigError, match="agent.backup_subset=-1"):
         DSRLAgent(small_cfg(backup_subset=-1), OBS, SHAPE)
+    with pytest.raises(ConfigError, match=r"agent.n_step=0 must be at least 1 \(1: one-step TD targets\)."):
+        DSRLAgent(small_cfg(n_step=0), OBS, SHAPE)
 
 
 # ---- DSRL-NA --------------------------------------------------------------------------------------------

@@ -96,6 +96,52 @@ def test_ring_overwrite_keeps_consistent_transitions():
         buf.add_episode(**make_episode(4, 10), terminated=True, truncated=False)
 
 
+def test_n_step_sums_rewards_within_the_episode_and_bootstraps_from_its_last_observation():
+    buf = ReplayBuffer(capacity=12)
+    buf.add_episode(**make_episode(0, 4), terminated=True, truncated=False)  # slots 0-4
+    buf.add_episode(**make_episode(1, 3), terminated=False, truncated=True)  # slots 5-8
+    buf.add_episode(**make_episode(2, 2), terminated=True, truncated=False)  # slots 9, 10, 11
+    gamma = 0.5
+    batch = buf.sample(2000, np.random.default_rng(0), n_step=3, gamma=gamma)
+    tag = batch["obs"]["proprio"][:, 0].astype(int)
+    episode, t = tag // 1000, tag % 1000
+    length = np.array([4, 3, 2])[episode]
+    k = np.minimum(3, length - t)  # transitions summed: three, or up to the episode's end
+    np.testing.assert_array_equal(batch["bootstrap_steps"], k)
+    # The rewards are the tags (episode * 1000 + t): sum over j < k of gamma^j (tag + j).
+    expected = [sum(gamma**j * (g + j) for j in range(n)) for g, n in zip(tag, k)]
+    np.testing.assert_allclose(batch["reward"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(batch["next_obs"]["proprio"][:, 0], tag + k)
+    np.testing.assert_array_equal(batch["next_features"][:, 0], tag + k)
+    # The flags are the last summed transition's: only sums that reach the episode's end carry them.
+    ends = t + k == length
+    np.testing.assert_array_equal(batch["terminated"], ends & (episode != 1))
+    np.testing.assert_array_equal(batch["truncated"], ends & (episode == 1))
+    # The rest of the transition is still the first one's.
+    np.testing.assert_array_equal(batch["actions"][:, 0, 0], tag + 0.25)
+    np.testing.assert_array_equal(batch["noise"][:, 0, 0], tag + 0.5)
+    assert set(k) == {1, 2, 3}
+    # One step is the plain transition.
+    one = buf.sample(500, np.random.default_rng(0))
+    check_consistent(one)
+    np.testing.assert_array_equal(one["bootstrap_steps"], 1)
+    with pytest.raises(ValueError, match="n_step must be at least 1"):
+        buf.sample(4, np.random.default_rng(0), n_step=0)
+
+
+def test_n_step_stays_inside_a_partly_overwritten_episode():
+    buf = ReplayBuffer(capacity=10)
+    buf.add_episode(**make_episode(0, 6), terminated=False, truncated=True)  # slots 0-6
+    buf.add_episode(**make_episode(1, 4), terminated=True, truncated=False)  # slots 7, 8, 9, 0, 1: episode 0 keeps 2-6
+    batch = buf.sample(1000, np.random.default_rng(3), n_step=4, gamma=1.0)
+    tag = batch["obs"]["proprio"][:, 0].astype(int)
+    episode, t = tag // 1000, tag % 1000
+    assert set(tag) == {2, 3, 4, 5, 1000, 1001, 1002, 1003}
+    k = np.minimum(4, np.array([6, 4])[episode] - t)
+    np.testing.assert_array_equal(batch["next_obs"]["proprio"][:, 0], tag + k)
+    np.testing.assert_array_equal(batch["episode_id"], episode)
+
+
 def test_episodes_without_noise():
     buf = ReplayBuffer(capacity=50)
     buf.add_episode(**make_episode(0, 3, with_noise=False), terminated=True, truncated=False)

@@ -61,6 +61,24 @@ def test_time_limit_truncates_and_success_terminates_in_the_buffer(tmp_path):
     assert not batch["terminated"].any() and np.all(batch["reward"] == 0)
 
 
+def test_the_learner_samples_n_step_batches(tmp_path):
+    trainer = make_trainer(tmp_path, "train.env_steps=36", "agent.n_step=2", "agent.gamma=0.5")
+    seen = []
+    update = trainer.agent.update
+    trainer.agent.update = lambda batch, denoise=None: seen.append(batch) or update(batch, denoise)
+    trainer.run()
+    assert seen
+    batch = seen[-1]
+    assert batch["features"].shape[:2] == (2, 16)  # agent.utd minibatches of agent.batch_size
+    # Three 12-step episodes of 4-step chunks, 3 transitions each (4 slots): t = 0, 1 sum two transitions,
+    # t = 2 only itself, and the sums that reach the time limit (t = 1, 2) carry its truncation.
+    steps, t = batch["bootstrap_steps"], batch["index"] % 4
+    np.testing.assert_array_equal(steps, np.where(t == 2, 1.0, 2.0))
+    np.testing.assert_array_equal(batch["truncated"], t >= 1)
+    after = (batch["index"] + steps.astype(int)) % trainer.buffer.capacity
+    np.testing.assert_array_equal(batch["next_features"], trainer.buffer._features[after])
+
+
 def test_resume_continues_exactly_and_loses_no_transition(tmp_path):
     straight = make_trainer(tmp_path / "a", "train.env_steps=60")
     straight.run()
