@@ -200,7 +200,7 @@ def bench_throughput(seconds: float = 20.0) -> dict:
 
 LEARNING_RUNS = (
     ("dsrl_sac", ["agent.algorithm=dsrl_sac"]),
-    ("dsrl_na", ["agent.algorithm=dsrl_na"]),
+    ("dsrl_na", ["agent.preset=sim_cpu_na"]),
     ("sac_action_space", ["train.action_space_baseline=true"]),
 )
 

@@ -167,7 +167,7 @@ class AgentConfig:
     critic_backup: str = "min"  # min | mean over the critic ensemble, in the TD target
     backup_subset: int = 0  # min backup over a random this-many of the critics per gradient step (REDQ: 2; SAC's Q, NA's Q^A); 0: all
     actor_objective: str = "min"  # min | mean over the critic ensemble, in the actor's loss (REDQ: mean)
-    gamma: float = 0.97
+    gamma: float = 0.9
     tau: float = 0.005
     learning_rate: float = 3e-4
     batch_size: int = 128
@@ -179,7 +179,7 @@ class AgentConfig:
     # 28-dim latent the bonus (alpha x ~28 nats per step) swamps the reward; False keeps the entropy
     # regulariser in the actor's loss only.
     backup_entropy: bool = False
-    action_magnitude: float = 1.0  # the actor's noise lies in [-magnitude, magnitude]
+    action_magnitude: float = 1.5  # the actor's noise lies in [-magnitude, magnitude]
     na_distill_steps: int = 5  # DSRL-NA: Q^W regression steps (each on fresh noise) per distillation
     # DSRL-NA: distil Q^W only on every n-th gradient step (global step % n == 0); the other steps
     # still train Q^A and the actor (against the current Q^W) but skip the fresh-noise sampler calls
@@ -193,7 +193,7 @@ class AgentConfig:
     image_augmentation: str = "shift"  # shift (DrQ: random +-image_shift_pixels, border replicated; training only) | none
     image_shift_pixels: int = 4
     seed: int = 0
-    preset: str = ""  # sim_cpu | widowx_real | franka_real: paper settings, applied beneath file and overrides
+    preset: str = ""  # sim_cpu | sim_cpu_na | widowx_real | franka_real: paper settings, applied beneath file and overrides
 
 
 @dataclass
@@ -271,18 +271,29 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 
+# The simulator on a 2-core CPU (= the defaults), tuned on the monkey task with a sparse success reward:
+# magnitude 1.5 as in DSRL (inside +-1 the base policy cannot get out of some of its hovering states:
+# a greedy lookahead over noise clipped to +-1 solves 4 of 8 scenes where the agent failed, over
+# +-1.5 all 8) and gamma 0.9 (a hover that can no longer succeed loses its over-estimated value faster
+# under bootstrapping); with both, DSRL-SAC ended at 86 / 80 / 64 % over seeds 0-2, against 48 / 66 / 50 %
+# with magnitude 1 and gamma 0.97. 5 critics against over-estimation, no entropy in the critic's target
+# (it swamped the 0/1 reward). For CPU time:
+# batches of 128 (final success within the seed-to-seed spread of 256's, at 60 % of the update's time), and
+# DSRL-NA distils Q^W (5 regression steps) on every 10th gradient step only, since each distillation
+# costs na_distill_steps base-policy sampler calls (every 5th step: the same success, 18 % slower).
+SIM_CPU: dict[str, Any] = {
+    "agent.hidden_dim": 256, "agent.utd": 10, "agent.gamma": 0.9, "agent.action_magnitude": 1.5,
+    "agent.num_critics": 5, "agent.backup_entropy": False, "agent.init_temperature": 0.02,
+    "agent.batch_size": 128, "agent.na_distill_steps": 5, "agent.na_distill_every": 10,
+    "train.warm_start_episodes": 10,
+}
+
 # Hyperparameters from the papers, as dotted overrides (the `agent.preset` key picks one).
 PRESETS: dict[str, dict[str, Any]] = {
-    # The simulator on a 2-core CPU (= the defaults), tuned on the monkey task with a sparse success reward:
-    # noise kept inside the N(0, I) shell the base policy was trained on (magnitude 1), 5 critics against
-    # over-estimation, no entropy in the critic's target (it swamped the 0/1 reward). For CPU time:
-    # batches of 128 (final success within the seed-to-seed spread of 256's, at 60 % of the update's time), and
-    # DSRL-NA distils Q^W (5 regression steps) on every 10th gradient step only, since each distillation
-    # costs na_distill_steps base-policy sampler calls (every 5th step: the same success, 18 % slower).
-    "sim_cpu": {"agent.hidden_dim": 256, "agent.utd": 10, "agent.gamma": 0.97, "agent.action_magnitude": 1.0,
-                "agent.num_critics": 5, "agent.backup_entropy": False, "agent.init_temperature": 0.02,
-                "agent.batch_size": 128, "agent.na_distill_steps": 5, "agent.na_distill_every": 10,
-                "train.warm_start_episodes": 10},
+    "sim_cpu": SIM_CPU,
+    # DSRL-NA on the simulator: sim_cpu with magnitude 1 and gamma 0.97, where NA did better than with
+    # sim_cpu's 1.5 and 0.9 (seeds 0 and 1: 78 % and 86 % against 62 % and 62 %).
+    "sim_cpu_na": {**SIM_CPU, "agent.algorithm": "dsrl_na", "agent.gamma": 0.97, "agent.action_magnitude": 1.0},
     # RoboReward paper, Table 9: real WidowX 250 (SAC as in DSRL's released code: 2 critics, entropy backup).
     "widowx_real": {"agent.hidden_dim": 1024, "agent.utd": 30, "agent.batch_size": 256, "agent.gamma": 0.97, "agent.action_magnitude": 1.5,
                     "agent.num_critics": 2, "agent.backup_entropy": True, "agent.init_temperature": 1.0,

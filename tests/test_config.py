@@ -70,7 +70,12 @@ def test_paper_preset_sits_beneath_file_and_overrides(tmp_path):
     assert cfg.train.warm_start_episodes == 20 and cfg.agent.utd == 5  # the override wins
     franka = load_config(overrides=["agent.preset=franka_real"])
     assert (franka.agent.gamma, franka.agent.action_magnitude, franka.robot.control_hz, franka.task.max_steps) == (0.99, 2.5, 15.0, 200)
-    with pytest.raises(ConfigError, match="Unknown agent.preset 'fast'; choose one of: sim_cpu, widowx_real, franka_real."):
+    sac, na = load_config(overrides=["agent.preset=sim_cpu"]), load_config(overrides=["agent.preset=sim_cpu_na"])
+    assert (na.agent.algorithm, na.agent.gamma, na.agent.action_magnitude) == ("dsrl_na", 0.97, 1.0)
+    assert (sac.agent.algorithm, sac.agent.gamma, sac.agent.action_magnitude) == ("dsrl_sac", 0.9, 1.5)
+    same = ("algorithm", "gamma", "action_magnitude", "preset")
+    assert {k: v for k, v in vars(na.agent).items() if k not in same} == {k: v for k, v in vars(sac.agent).items() if k not in same}
+    with pytest.raises(ConfigError, match="Unknown agent.preset 'fast'; choose one of: sim_cpu, sim_cpu_na, widowx_real, franka_real."):
         load_config(overrides=["agent.preset=fast"])
 
 
