@@ -513,8 +513,8 @@ from dsrl_real.ros.node import serve
 from test_ros_node import FakeTrainer
 import logging
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-with rclpy_fake.install():
-    code = serve({args!r}, trainer_factory=FakeTrainer)
+with rclpy_fake.install():  # a run too long to end before the signal does
+    code = serve({args!r}, trainer_factory=lambda cfg, env: FakeTrainer(cfg, env, episodes=10**9))
 sys.exit(code)
 """
 
