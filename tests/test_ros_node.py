@@ -14,7 +14,8 @@ import pytest
 
 from dsrl_real.config import ConfigError, load_config
 from dsrl_real.factory import build_env
-from dsrl_real.ros.node import NodeParams, NodeRun, node_config, serve
+from dsrl_real.ros import node as node_module
+from dsrl_real.ros.node import GuardedRobot, NodeParams, NodeRun, node_config, serve
 from dsrl_real.sim_mocks import rclpy_fake
 
 HOLD = np.array([0, 0, 0, 0, 0, 0, 1.0])
@@ -535,3 +536,39 @@ def test_a_signal_to_the_node_process_ends_it_safely(tmp_path, sig):
     last = stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"\[dsrl_real\] Interrupted \(Ctrl-C or SIGTERM\); the arm was stopped, a checkpoint was saved to "
                         + re.escape(str(tmp_path)) + r"/checkpoints/episode_\d{6} and the environment was closed\.", last)
+
+
+class RecordingArm:
+    def __init__(self):
+        self.calls = []
+
+    def command(self, target, duration_s):
+        self.calls.append("command")
+        return True
+
+    def state(self):
+        self.calls.append("state")
+
+    def reset(self):
+        self.calls.append("reset")
+
+    def stop(self):
+        self.calls.append("stop")
+
+
+def test_an_interrupt_swallowed_on_its_way_still_stops_the_next_robot_call():
+    arm = RecordingArm()
+    guard = GuardedRobot(arm)
+    guard.command("target", 0.2)
+    try:
+        node_module._interrupt(signal.SIGTERM, None)
+    except KeyboardInterrupt:
+        pass  # lost on its way, as when raised inside a finaliser
+    try:
+        for call in (lambda: guard.command("target", 0.2), guard.state, guard.reset):
+            with pytest.raises(KeyboardInterrupt):
+                call()
+        guard.stop()  # the safe shutdown still stops the arm
+        assert arm.calls == ["command", "stop"]
+    finally:
+        node_module._interrupt_requested.clear()

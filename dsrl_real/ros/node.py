@@ -103,9 +103,16 @@ def _emergency_stop_error():
     return EmergencyStop
 
 
+# Set by the node's Ctrl-C / SIGTERM handler. Its KeyboardInterrupt can be swallowed (raised inside a
+# finaliser, say), so GuardedRobot raises it again on the next motion or state call: after an
+# interrupt no further command reaches the arm.
+_interrupt_requested = threading.Event()
+
+
 class GuardedRobot:
     """The env's robot behind a latch: `halt()` (from any thread) stops the arm at once, and every
-    later motion or state call raises EmergencyStop in the loop's thread, which ends the run."""
+    later motion or state call raises EmergencyStop in the loop's thread, which ends the run. After
+    a Ctrl-C or SIGTERM to the node every such call raises KeyboardInterrupt."""
 
     def __init__(self, robot):
         self.robot = robot
@@ -120,6 +127,8 @@ class GuardedRobot:
             self.robot.stop()
 
     def _check(self) -> None:
+        if _interrupt_requested.is_set():
+            raise KeyboardInterrupt
         if self.halted is not None:
             raise _emergency_stop_error()(self.halted)
 
@@ -357,6 +366,7 @@ def declare_parameters(node) -> NodeParams:
 
 
 def _interrupt(signum, frame):
+    _interrupt_requested.set()
     raise KeyboardInterrupt
 
 
@@ -379,7 +389,8 @@ def serve(args: list[str] | None = None, **factories) -> int:
     node = runtime.node
     log = node.get_logger()
     on_main = threading.current_thread() is threading.main_thread()
-    previous_term = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
+    _interrupt_requested.clear()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
     try:
         try:
             params = declare_parameters(node)
@@ -392,8 +403,8 @@ def serve(args: list[str] | None = None, **factories) -> int:
                                  lambda msg: run.emergency_stop(f"a message on /{ros.NODE_NAME}/emergency_stop"), 10)
         return run.execute()
     finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, previous_term)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         ros.set_runtime(None)
         runtime.close()
 
