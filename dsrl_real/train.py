@@ -273,9 +273,9 @@ class DSRLTrainer:
     def _learn(self, updates: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
         denoise = None if self.cfg.train.action_space_baseline else self.policy.sample
+        cfg, include_obs = self.agent.cfg, self.agent.na or bool(self.agent.image_keys)
         for _ in range(updates):
-            cfg = self.agent.cfg
-            batch = self.buffer.sample(cfg.batch_size, self.sample_rng, num_batches=cfg.utd, include_obs=self.agent.na or bool(self.agent.image_keys),
+            batch = self.buffer.sample(cfg.batch_size, self.sample_rng, num_batches=cfg.utd, include_obs=include_obs,
                                        n_step=cfg.n_step, gamma=cfg.gamma)
             metrics = self.agent.update(batch, denoise=denoise if self.agent.na else None)
         return metrics

@@ -186,21 +186,29 @@ def _and_join(parts: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def _shielded(log):
-    """A second Ctrl-C (or SIGTERM) must not cut the safe shutdown short: say so and carry on."""
+def _signals_to(handler):
+    """Ctrl-C and SIGTERM go to `handler` inside the block, the previous handlers after it. Only the
+    main thread can set handlers; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _shielded(log):
+    """A second Ctrl-C (or SIGTERM) must not cut the safe shutdown short: say so and carry on."""
 
     def wait(signum, frame):
         log.warning("Already shutting down safely (arm stop, checkpoint, close); please wait.")
 
-    previous = {sig: signal.signal(sig, wait) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _signals_to(wait):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def wait_for_learner(timeout_s: float = LEARNER_JOIN_S) -> None:
@@ -388,23 +396,20 @@ def serve(args: list[str] | None = None, **factories) -> int:
     ros.set_runtime(runtime)
     node = runtime.node
     log = node.get_logger()
-    on_main = threading.current_thread() is threading.main_thread()
     _interrupt_requested.clear()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
     try:
-        try:
-            params = declare_parameters(node)
-        except ConfigError as err:
-            log.error(str(err))
-            return 2
-        run = NodeRun(params, log, **factories)
-        runtime.on_external_shutdown = run.emergency_stop
-        node.create_subscription(Empty, ESTOP_TOPIC,
-                                 lambda msg: run.emergency_stop(f"a message on /{ros.NODE_NAME}/emergency_stop"), 10)
-        return run.execute()
+        with _signals_to(_interrupt):
+            try:
+                params = declare_parameters(node)
+            except ConfigError as err:
+                log.error(str(err))
+                return 2
+            run = NodeRun(params, log, **factories)
+            runtime.on_external_shutdown = run.emergency_stop
+            node.create_subscription(Empty, ESTOP_TOPIC,
+                                     lambda msg: run.emergency_stop(f"a message on /{ros.NODE_NAME}/emergency_stop"), 10)
+            return run.execute()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         ros.set_runtime(None)
         runtime.close()
 
