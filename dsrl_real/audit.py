@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 from .metrics import save_figure
 from .recording.layout import write_json
 from .recording.reader import RecordedRun
@@ -34,7 +35,7 @@ REFERENCE = "human"
 RESAMPLES = 2000
 
 
-class AuditError(ValueError):
+class AuditError(UserError, ValueError):
     """The run cannot be audited; the message says why and what to record."""
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .audit import AuditError, audit_run
 from .audit import summary as audit_summary
+from .errors import UserError
 from .metrics import save_figure
 from .recording.layout import write_json
 from .recording.reader import RecordedRun, is_recording
@@ -21,7 +22,7 @@ ROLLING_WINDOW = 10
 AUDIT_RESAMPLES = 1000
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Nothing to report on; the message says what the folder should hold."""
 
 

@@ -11,13 +11,14 @@ import jax
 from flax import serialization
 
 from ..config import PolicyConfig
+from ..errors import UserError
 from ..storage import read_msgpack, write_atomic
 from .diffusion import DiffusionPolicy, Normalization
 
 FORMAT = "dsrl_real.diffusion_policy.v1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, corrupt or does not fit; the message says what to do."""
 
 

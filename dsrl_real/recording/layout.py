@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
 from ..storage import write_atomic
 
 CODEBASE_VERSION = "v2.1"
@@ -38,7 +39,7 @@ KINDS = ("warm_start", "train", "eval", "baseline", "demo")
 PARTIAL_DIR = re.compile(r"episode_(\d{6})\.partial$")
 
 
-class RecordingError(ValueError):
+class RecordingError(UserError, ValueError):
     """A recording problem the user can act on; the message says what to do."""
 
 

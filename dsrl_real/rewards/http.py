@@ -20,10 +20,12 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ..errors import UserError
+
 MAX_TOKENS = 64  # RoboReward answers "ANSWER: <score>"; room for a short preamble
 
 
-class VideoServerError(RuntimeError):
+class VideoServerError(UserError, RuntimeError):
     """The model server could not answer (down, too slow, failing, or it rejected the request)."""
 
 

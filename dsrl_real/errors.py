@@ -1,0 +1,9 @@
+"""The one base class of every failure a user can cause and fix (bad config, missing file, server down).
+
+The CLI turns a `UserError` into its message, one sentence saying what is wrong and what to do, and
+exit code 2; a traceback only with `--debug`. Anything else is a bug in this project.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message is one sentence that says how."""
