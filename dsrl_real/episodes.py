@@ -8,13 +8,16 @@ Each file holds `obs/<key>` arrays of length T+1 (the final observation included
 from __future__ import annotations
 
 import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .storage import atomic_file
+EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
 
 
 @dataclass
@@ -56,16 +59,45 @@ class EpisodeBuilder:
         )
 
 
+def episode_files(directory: str | Path) -> list[tuple[int, Path]]:
+    """(index, path) of the episode files in `directory`, by index (not by name: 7-digit indices sort last)."""
+    found = []
+    for path in Path(directory).glob("episode_*.npz"):
+        match = EPISODE_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
 def save_episode(directory: str | Path, episode: Episode) -> Path:
+    """Write `episode` as the next file after the highest index in `directory` (gaps are never
+    filled); an existing file is never replaced, not even by a second writer in the same folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    index = len(list(directory.glob("episode_*.npz")))
-    path = directory / f"episode_{index:06d}.npz"
     arrays = {f"obs/{k}": v for k, v in episode.observations.items()}
     arrays.update(actions=episode.actions, rewards=episode.rewards, meta=np.array(json.dumps(episode.meta)))
-    with atomic_file(path) as f:
-        np.savez_compressed(f, **arrays)
-    return path
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".episode_", suffix=".tmp", delete=False) as tmp:
+        try:
+            np.savez_compressed(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    index = 0
+    try:
+        while True:
+            files = episode_files(directory)
+            index = max(index, files[-1][0] + 1 if files else 0)
+            path = directory / f"episode_{index:06d}.npz"
+            try:
+                os.link(tmp.name, path)  # atomic, and fails where the name exists (os.replace would overwrite)
+                return path
+            except FileExistsError:
+                index += 1  # another writer took this index first
+    finally:
+        os.unlink(tmp.name)
 
 
 def load_episode(path: str | Path) -> Episode:
@@ -74,7 +106,10 @@ def load_episode(path: str | Path) -> Episode:
             observations = {k[4:]: data[k] for k in data.files if k.startswith("obs/")}
             return Episode(observations, data["actions"], data["rewards"], json.loads(str(data["meta"])))
     except Exception as err:
-        raise ValueError(f"Episode file {path} is unreadable ({type(err).__name__}); delete it or re-record it.") from err
+        from .recording.layout import RecordingError  # not at the top: recording imports this module
+
+        raise RecordingError(f"The episode file '{path}' is unreadable ({type(err).__name__}); move it out of the folder "
+                             "or re-record it.") from err
 
 
 def load_episodes(directory: str | Path) -> list[Episode]:
@@ -86,7 +121,7 @@ def load_episodes(directory: str | Path) -> list[Episode]:
         if not episodes:
             raise FileNotFoundError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
         return episodes
-    files = sorted(Path(directory).glob("episode_*.npz"))
+    files = [path for _, path in episode_files(directory)]
     if not files:
         raise FileNotFoundError(
             f"No episodes in '{directory}'; record some first, e.g. `dsrl-real collect-demos demos.out_dir={directory}`."

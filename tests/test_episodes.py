@@ -1,0 +1,74 @@
+"""Demo episodes on disk: numbering continues after the highest index, nothing is ever overwritten, and a
+corrupt file is one sentence naming it."""
+
+import os
+
+import numpy as np
+import pytest
+
+from dsrl_real.config import load_config
+from dsrl_real.demos import collect_demos
+from dsrl_real.episodes import Episode, load_episode, load_episodes, save_episode
+from dsrl_real.errors import UserError
+from dsrl_real.recording import RecordingError
+
+
+def episode(value: float) -> Episode:
+    return Episode({"proprio": np.full((3, 7), value, np.float32)}, np.full((2, 7), value, np.float32),
+                   np.zeros(2, np.float32), {"success": True, "value": value})
+
+
+def test_collect_demos_into_a_folder_with_a_gap_continues_after_the_highest_index(tmp_path):
+    save_episode(tmp_path, episode(0.0))
+    save_episode(tmp_path, episode(1.0))
+    save_episode(tmp_path, episode(2.0))
+    (tmp_path / "episode_000001.npz").unlink()  # the user deleted a bad demo
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    cfg = load_config(overrides=["cameras=[]", f"demos.out_dir={tmp_path}", "demos.episodes=2", "demos.successful_only=false",
+                                 "task.name=drawer", "task.max_steps=5"])
+    paths = collect_demos(cfg)
+    assert [p.name for p in paths] == ["episode_000003.npz", "episode_000004.npz"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*sorted(before), "episode_000003.npz", "episode_000004.npz"]
+    assert [e.meta.get("value") for e in load_episodes(tmp_path)] == [0.0, 2.0, None, None]
+
+
+def test_an_episode_is_never_written_over_an_existing_file(tmp_path, monkeypatch):
+    save_episode(tmp_path, episode(0.0))
+    # Another writer takes index 1 between this writer's look at the folder and its write.
+    from dsrl_real import episodes
+
+    real = episodes.episode_files
+    calls = []
+
+    def racing(directory):
+        found = real(directory)
+        if not calls:
+            os.link(tmp_path / "episode_000000.npz", tmp_path / "episode_000001.npz")
+        calls.append(1)
+        return found
+
+    monkeypatch.setattr(episodes, "episode_files", racing)
+    path = save_episode(tmp_path, episode(5.0))
+    assert path.name == "episode_000002.npz" and load_episode(path).meta["value"] == 5.0
+    assert load_episode(tmp_path / "episode_000001.npz").meta["value"] == 0.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_000000.npz", "episode_000001.npz", "episode_000002.npz"]
+
+
+def test_indices_past_six_digits_sort_by_number(tmp_path):
+    save_episode(tmp_path, episode(0.0))
+    os.rename(tmp_path / "episode_000000.npz", tmp_path / "episode_999999.npz")
+    assert save_episode(tmp_path, episode(1.0)).name == "episode_1000000.npz"
+    assert save_episode(tmp_path, episode(2.0)).name == "episode_1000001.npz"
+    assert [e.meta["value"] for e in load_episodes(tmp_path)] == [0.0, 1.0, 2.0]
+
+
+def test_a_corrupt_demo_is_one_sentence_naming_the_file(tmp_path):
+    save_episode(tmp_path, episode(0.0))
+    bad = save_episode(tmp_path, episode(1.0))
+    bad.write_bytes(bad.read_bytes()[:100])  # cut off, as by a full disk on another tool's copy
+    with pytest.raises(RecordingError) as caught:
+        load_episodes(tmp_path)
+    message = str(caught.value)
+    assert isinstance(caught.value, UserError) and "\n" not in message
+    assert message == f"The episode file '{bad}' is unreadable (BadZipFile); move it out of the folder or re-record it."
