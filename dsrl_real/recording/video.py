@@ -9,10 +9,12 @@ loop never waits on the encoder unless it falls a whole queue behind.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -111,6 +113,68 @@ def read_video(path: str | Path) -> np.ndarray:
     import imageio.v3 as iio
 
     return np.asarray(iio.imread(path, plugin="pyav"))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int  # as the container says, else counted by demuxing (no decoding)
+    fps: float | None  # None where the container gives no rate
+    height: int
+    width: int
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """What a video holds, without decoding a frame."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(int(frames), float(rate) if rate else None, stream.codec_context.height, stream.codec_context.width)
+
+
+def fit_pixels(height: int, width: int, max_pixels: int | None) -> tuple[int, int]:
+    """(height, width) scaled down, aspect ratio kept, to at most `max_pixels` pixels; never scaled up."""
+    if max_pixels is None or height * width <= max_pixels:
+        return height, width
+    scale = math.sqrt(max_pixels / (height * width))
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def read_frames(path: str | Path, indices: Iterable[int] | None = None, max_pixels: int | None = None) -> tuple[np.ndarray, int]:
+    """The frames at `indices` (all when None) as (n, h, w, 3) uint8, and how many frames the video decoded to.
+
+    Streaming: each frame is scaled to at most `max_pixels` pixels as it is decoded (in FFmpeg, before it
+    becomes an array), and only the wanted ones are kept, so memory holds those small frames and the
+    decoder's few reference frames, whatever the clip's length or resolution. Every frame is the size
+    of the first one. A cut-off end after at least one frame stops decoding there."""
+    import av
+
+    wanted = None if indices is None else sorted({int(i) for i in indices})
+    slot = {} if wanted is None else {i: k for k, i in enumerate(wanted)}
+    listed: list[np.ndarray] = []
+    out = None  # with `indices`, filled in place: no second copy of the kept frames at the end
+    decoded, size = 0, (0, 0)
+    with av.open(str(path)) as container:
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                if decoded == 0:
+                    size = fit_pixels(frame.height, frame.width, max_pixels)
+                    out = None if wanted is None else np.zeros((len(wanted), *size, 3), np.uint8)
+                if wanted is None or decoded in slot:
+                    image = frame.to_ndarray(height=size[0], width=size[1], format="rgb24", interpolation="AREA")
+                    if out is None:
+                        listed.append(image)
+                    else:
+                        out[slot[decoded]] = image
+                decoded += 1
+        except (av.error.InvalidDataError, av.error.EOFError):
+            if decoded == 0:
+                raise
+    if out is not None:
+        return out[:sum(i < decoded for i in wanted)], decoded
+    return (np.stack(listed) if listed else np.zeros((0, *size, 3), np.uint8)), decoded
 
 
 class FrameWorker:
