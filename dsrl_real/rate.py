@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,8 +28,8 @@ class RateKeeper:
     """
 
     def __init__(self, hz: float, clock=time.perf_counter, sleep=time.sleep):
-        if hz <= 0:
-            raise ValueError(f"Control rate must be positive, got {hz} Hz.")
+        if not (math.isfinite(hz) and hz > 0):  # `hz <= 0` alone would let NaN through
+            raise ValueError(f"Control rate must be positive and finite, got {hz} Hz.")
         self.period_s = 1.0 / hz
         self._clock, self._sleep = clock, sleep
         self.stats = RateStats()

@@ -21,9 +21,14 @@ POSE = "/franka_robot_state_broadcaster/current_pose"
 DOWN = rpy_to_matrix(math.pi, 0.0, 0.0)
 
 
+# franka_drawer.yaml's safety box: the start pose must lie inside it.
+FRANKA_BOX = ("safety.workspace_low=[0.30,-0.30,0.05]", "safety.workspace_high=[0.70,0.30,0.50]",
+              "safety.rpy_low=[-0.6,-0.6,-1.6]", "safety.rpy_high=[0.6,0.6,1.6]")
+
+
 def robot_cfg(*overrides: str) -> RobotConfig:
     return load_config(overrides=["robot.kind=franka", "robot.driver_timeout_s=5", "robot.start_xyz=[0.45,0.0,0.30]",
-                                  "robot.start_rpy=[0.0,0.0,0.0]", *overrides]).robot
+                                  "robot.start_rpy=[0.0,0.0,0.0]", *FRANKA_BOX, *overrides]).robot
 
 
 @pytest.fixture
@@ -330,7 +335,7 @@ def test_factory_builds_a_franka_env_with_topic_and_realsense_cameras(graph):
     arm = rclpy_fake.FakeFranka(fake).start()
     for side in ("left", "right"):
         rclpy_fake.FakeImageTopic(fake, f"/exterior_{side}/color/image_raw", np.zeros((360, 640, 3), np.uint8)).start()
-    cfg = load_config("franka_drawer", ["robot.driver_timeout_s=5", "robot.franka.move_speed=5.0"])
+    cfg = load_config("franka_drawer", ["robot.driver_timeout_s=5", "robot.franka.move_speed=3.0"])
     with fake_rs.install({"42": np.zeros((480, 640, 3), np.uint8)}):
         env = build_env(cfg, prompt=lambda text: "")
         obs, _ = env.reset(seed=0)

@@ -313,8 +313,10 @@ def test_reward_settings_that_cannot_work_are_one_sentence():
         resolve_end_on("detector", only_episodes)
     with pytest.raises(ConfigError, match="Unknown reward.end_on 'never'"):
         resolve_end_on("never", only_episodes)
+    unknown = load_config()
+    unknown.reward.backend = "gpt"  # past load_config's own check: the registry refuses it too
     with pytest.raises(ConfigError, match="Unknown reward.backend 'gpt'; choose one of: sim_truth, roboreward"):
-        build_reward_backend(load_config(overrides=["reward.backend=gpt"]))
+        build_reward_backend(unknown)
     with pytest.raises(ConfigError, match="reward.backend=roboreward needs reward.model"):
         build_reward_backend(load_config(overrides=["reward.backend=roboreward"]))
     with pytest.raises(ConfigError, match=r"reward.camera 'top' is not one of the cameras \['third_person', 'wrist'\]"):

@@ -459,7 +459,7 @@ def test_a_stale_camera_ends_a_franka_run_with_the_arm_held(tmp_path):
         trainers.append(FakeTrainer(cfg, env, steps=5))
         return trainers[-1]
 
-    overrides = f"['robot.franka.move_speed=5.0', 'train.out_dir={tmp_path}', 'env.max_frame_age_s=0.2']"
+    overrides = f"['robot.franka.move_speed=3.0', 'train.out_dir={tmp_path}', 'env.max_frame_age_s=0.2']"
     FakeTrainer.created.clear()
     with rclpy_fake.install() as fake, fake_rs.install({"42": np.zeros((480, 640, 3), np.uint8)}):
         arm = rclpy_fake.FakeFranka(fake).start()

@@ -305,18 +305,20 @@ def jax_leaves(tree):
 
 
 def test_shadow_and_seed_settings_are_checked_in_one_sentence(tmp_path):
-    def shadows(*overrides):
+    def shadows(*overrides, **reward):  # reward: values set past load_config's own checks, for the guards behind them
         cfg = load_config(overrides=["cameras=[]", *overrides])
+        for key, value in reward.items():
+            setattr(cfg.reward, key, value)
         return ShadowScorers.from_config(cfg, SimTruthBackend(), build_reward_backend)
 
     with pytest.raises(ConfigError, match=r"^Unknown reward.shadow backend\(s\) gpt; choose from: sim_truth, roboreward"):
-        shadows("reward.shadow=[gpt]")
+        shadows(shadow=["gpt"])
     with pytest.raises(ConfigError, match=r"^reward.shadow would label every episode twice as sim_truth; name each backend once"):
         shadows("reward.shadow=[sim_truth]")
     with pytest.raises(ConfigError, match=r"^reward.shadow labels go into the recording; set train.record=true"):
         shadows("reward.shadow=[sim_truth_noisy]", "train.record=false")
     with pytest.raises(ConfigError, match=r"^Bad reward.noisy_\* setting: reward.noisy_score_error_rate must lie in \[0, 1\], got 1.5"):
-        shadows("reward.shadow=[sim_truth_noisy]", "reward.noisy_score_error_rate=1.5")
+        shadows("reward.shadow=[sim_truth_noisy]", noisy_score_error_rate=1.5)
     noisy = shadows("reward.shadow=[sim_truth_noisy]", "reward.noisy_false_positive_rate=0.4")
     assert noisy.names == ["sim_truth_noisy"] and noisy.backends[0].false_positive_rate == 0.4
     noisy.close()
