@@ -4,6 +4,10 @@ A Bridge delta action `[dx, dy, dz, droll, dpitch, dyaw, gripper]` becomes an ab
 (1) moves at most the per-step limit from the measured pose and (2) stays inside the workspace
 box. If the arm is somehow outside the box, the target steps back towards it, still within the
 per-step limit. Non-finite actions become "hold still". Every change made is reported.
+
+Limits that are not finite numbers are refused when they are made (a NaN bound would let every
+target through the clip), and a measured pose that is not finite stops the step before anything
+is sent, so every target that leaves the filter is finite and within the limits.
 """
 
 from __future__ import annotations
@@ -12,10 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UserError
 from .geometry import wrap_angle
 from .robots.base import PoseTarget, RobotState
 
 ACTION_DIM = 7
+
+
+class UnsafeStateError(UserError, RuntimeError):
+    """The robot reported a pose no safe target can be computed from; nothing was sent to it."""
 
 
 @dataclass(frozen=True)
@@ -28,13 +37,25 @@ class SafetyLimits:
     rpy_high: tuple[float, float, float] = (np.pi, np.pi, np.pi)
 
     def __post_init__(self) -> None:
-        if np.any(np.asarray(self.workspace_low) >= np.asarray(self.workspace_high)):
+        for name in ("workspace_low", "workspace_high", "rpy_low", "rpy_high"):
+            bound = np.asarray(getattr(self, name), dtype=float)
+            if bound.shape != (3,) or not np.all(np.isfinite(bound)):
+                raise ValueError(f"Safety limit {name} = {list(getattr(self, name))} must be 3 finite numbers.")
+        # `not low < high` (rather than `low >= high`) so that a NaN can never pass.
+        if not np.all(np.asarray(self.workspace_low, dtype=float) < np.asarray(self.workspace_high, dtype=float)):
             raise ValueError(
                 f"Workspace box is empty: low {list(self.workspace_low)} must be below high "
                 f"{list(self.workspace_high)} on every axis."
             )
-        if self.max_step_xyz <= 0 or self.max_step_rpy <= 0:
-            raise ValueError("Per-step limits max_step_xyz and max_step_rpy must be positive.")
+        if not np.all(np.asarray(self.rpy_low, dtype=float) < np.asarray(self.rpy_high, dtype=float)):
+            raise ValueError(
+                f"Orientation box is empty: rpy_low {list(self.rpy_low)} must be below rpy_high {list(self.rpy_high)} on every axis."
+            )
+        steps = np.array([self.max_step_xyz, self.max_step_rpy], dtype=float)
+        if not np.all(np.isfinite(steps) & (steps > 0)):
+            raise ValueError(
+                f"Per-step limits max_step_xyz = {self.max_step_xyz} and max_step_rpy = {self.max_step_rpy} must be finite and positive."
+            )
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,12 @@ class SafetyFilter:
             raise ValueError(
                 f"Action has {action.size} values; a robot action is 7-D "
                 "[dx, dy, dz, droll, dpitch, dyaw, gripper]."
+            )
+        measured = np.concatenate([np.asarray(state.xyz, float).reshape(-1), np.asarray(state.rpy, float).reshape(-1), [state.gripper]])
+        if measured.shape != (ACTION_DIM,) or not np.all(np.isfinite(measured)):
+            raise UnsafeStateError(
+                f"The robot reported the pose xyz {np.asarray(state.xyz).tolist()}, rpy {np.asarray(state.rpy).tolist()}, "
+                f"gripper {state.gripper}, which is not finite, so no command was sent; check the robot's driver and its state."
             )
         non_finite = not np.all(np.isfinite(action))
         if non_finite:

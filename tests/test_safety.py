@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dsrl_real.factory import make_sim_env
 from dsrl_real.geometry import wrap_angle
 from dsrl_real.robots.base import RobotState
-from dsrl_real.safety import SafetyFilter, SafetyLimits
+from dsrl_real.safety import SafetyFilter, SafetyLimits, UnsafeStateError
 
 LIMITS = SafetyLimits((0.15, -0.2, 0.02), (0.42, 0.2, 0.25), 0.05, 0.25, (-0.5, 0.7, -0.8), (0.5, 1.5, 0.8))
 EPS = 1e-9
@@ -92,3 +92,88 @@ def test_filter_reports_what_it_changed():
 def test_empty_workspace_box_is_rejected():
     with pytest.raises(ValueError, match="Workspace box is empty"):
         SafetyLimits((0.3, 0, 0), (0.2, 1, 1))
+
+
+# ---- limits that are not finite, poses that are not finite: nothing is ever sent -----------------------------------
+BOUNDS = ("workspace_low", "workspace_high", "rpy_low", "rpy_high")
+
+
+def _limits(**changes):
+    values = {"workspace_low": LIMITS.workspace_low, "workspace_high": LIMITS.workspace_high, "max_step_xyz": LIMITS.max_step_xyz,
+              "max_step_rpy": LIMITS.max_step_rpy, "rpy_low": LIMITS.rpy_low, "rpy_high": LIMITS.rpy_high}
+    return SafetyLimits(**{**values, **changes})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("name", BOUNDS)
+def test_a_non_finite_bound_is_refused(name, axis, bad):
+    bound = list(getattr(LIMITS, name))
+    bound[axis] = bad
+    with pytest.raises(ValueError, match=f"^Safety limit {name} = .* must be 3 finite numbers.$"):
+        _limits(**{name: tuple(bound)})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -0.01])
+@pytest.mark.parametrize("name", ["max_step_xyz", "max_step_rpy"])
+def test_a_step_limit_that_is_not_finite_and_positive_is_refused(name, bad):
+    with pytest.raises(ValueError, match="^Per-step limits max_step_xyz = .* must be finite and positive.$"):
+        _limits(**{name: bad})
+
+
+def test_empty_orientation_box_and_wrong_sizes_are_rejected():
+    with pytest.raises(ValueError, match=r"^Orientation box is empty: rpy_low \[-0.5, 1.5, -0.8\] must be below"):
+        _limits(rpy_low=(-0.5, 1.5, -0.8))
+    with pytest.raises(ValueError, match=r"^Safety limit workspace_high = \[0.4, 0.2\] must be 3 finite numbers.$"):
+        _limits(workspace_high=(0.4, 0.2))
+
+
+def test_nan_in_the_configured_workspace_is_refused_before_the_arm_moves():
+    from dsrl_real.config import ConfigError, load_config
+    from dsrl_real.factory import build_env, safety_limits
+
+    with pytest.raises(ConfigError, match=r"^safety.workspace_low\[1\] = nan is not a finite number; it must be in \[-2, 2\].$"):
+        load_config(overrides=["safety.workspace_low=[0.15,.nan,0.02]", "cameras=[]"])
+    cfg = load_config(overrides=["cameras=[]"])
+    cfg.safety.workspace_high[2] = float("nan")  # past load_config: the factory and the filter refuse it too
+    with pytest.raises(ConfigError, match=r"^Safety limit workspace_high = \[0.42, 0.2, nan\] must be 3 finite numbers.$"):
+        safety_limits(cfg)
+    with pytest.raises(ConfigError, match="must be 3 finite numbers"):
+        build_env(cfg)
+
+
+@pytest.mark.parametrize("part", ["xyz", "rpy", "gripper"])
+def test_a_non_finite_measured_pose_sends_nothing(part):
+    env = make_sim_env(cameras=(), seed=0)
+    env.reset(seed=0)
+    sent = []
+    env.robot.command = lambda target, duration_s: sent.append(target) or True
+    state = env.robot.state()
+    xyz, rpy, gripper = state.xyz.copy(), state.rpy.copy(), state.gripper
+    if part == "xyz":
+        xyz[1] = np.nan
+    elif part == "rpy":
+        rpy[0] = np.inf
+    else:
+        gripper = np.nan
+    env.robot.state = lambda: RobotState(xyz, rpy, gripper)
+    for action in (np.zeros(7), np.full(7, np.nan)):
+        with pytest.raises(UnsafeStateError, match=r"^The robot reported the pose .* which is not finite, so no command was sent"):
+            env.step(action)
+    assert sent == []
+
+
+finite_box = st.tuples(st.floats(-1.9, 1.8), st.floats(0.01, 0.1)).map(lambda lw: (lw[0], lw[0] + lw[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes=st.lists(finite_box, min_size=3, max_size=3), step=st.floats(1e-4, 0.2),
+       xyz=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3), rpy=st.lists(st.floats(-3.1, 3.1), min_size=3, max_size=3),
+       action=st.lists(adversarial, min_size=7, max_size=7))
+def test_any_finite_limits_give_a_finite_target_within_the_step_limit(boxes, step, xyz, rpy, action):
+    limits = SafetyLimits(tuple(b[0] for b in boxes), tuple(b[1] for b in boxes), step, 0.25)
+    before = RobotState(np.array(xyz), np.array(rpy), 0.5)
+    target = SafetyFilter(limits)(before, np.array(action)).target
+    assert np.all(np.isfinite(target.xyz)) and np.all(np.isfinite(target.rpy))
+    assert np.all(np.abs(target.xyz - before.xyz) <= step + EPS)
+    assert np.all(np.abs(wrap_angle(target.rpy - before.rpy)) <= 0.25 + EPS)
