@@ -13,7 +13,15 @@ from tiny_qwen import TOKENS_PER_IMAGE, build_tiny_qwen3vl, one_torch_thread, ra
 from dsrl_real.rewards import hf_loading
 from dsrl_real.rewards.base import EPISODE_SCORE, SUCCESS, EpisodeClip, RewardBackend
 from dsrl_real.rewards.frames import camera_frames, subsample, subsample_indices
-from dsrl_real.rewards.roboreward import ROBOREWARD_PROMPT, RoboRewardBackend, TransformersVideoQA, VideoQuestion, parse_score
+from dsrl_real.rewards.roboreward import (
+    MAX_NEW_TOKENS,
+    ROBOREWARD_PROMPT,
+    RoboRewardBackend,
+    TransformersVideoQA,
+    VideoQuestion,
+    pad_to_temporal_patch,
+    parse_score,
+)
 
 TASK = "put the brown monkey on the yellow towel"
 
@@ -26,7 +34,11 @@ TASK = "put the brown monkey on the yellow towel"
     ("ANSWER: 3 (the towel is 2 cm off)", 3),
     ("ANSWER: 2\nOn reflection the monkey is on the towel. ANSWER: 4", 4),  # the last answer counts
     ("Score: 3", 3),  # lone digit
-    ("answer: 2", 2),  # lowercase is no ANSWER marker, but 2 is the only number
+    ("answer: 2", 2),  # the marker in any case, as upstream's evaluation matches it (re.IGNORECASE)
+    ("Answer: 2 out of 5", 2),  # a marker, so the second number does not make it ambiguous
+    ("The final answer:4", 4),
+    ("ANSWER: 2, but on reflection answer: 5", 5),  # the last marker counts, whatever its case
+    ("answer: 45", None),
     ("5", 5),
     ("I think 4/5", None),  # two numbers: not a lone digit
     ("", None),
@@ -243,6 +255,23 @@ def test_transport_accepts_a_single_frame(tiny_vlm):
     inputs = qa.inputs(random_frames(1), 5.0, "Task: x")
     assert inputs["video_grid_thw"].tolist() == [[1, 4, 4]]
     assert "<0.0 seconds>" in qa.processor.tokenizer.decode(inputs["input_ids"][0])
+
+
+def test_transport_answers_with_upstreams_token_budget(tiny_vlm):
+    assert MAX_NEW_TOKENS == 128  # RoboReward's evaluation: max_new_tokens=128
+    assert TransformersVideoQA(tiny_vlm, device="cpu").max_new_tokens == 128
+
+
+def test_short_clips_are_padded_to_one_temporal_patch_with_their_last_frame():
+    one = random_frames(1)
+    frames, indices = pad_to_temporal_patch(one)
+    assert frames.shape == (2, 32, 32, 3) and indices == [0, 0]
+    np.testing.assert_array_equal(frames, np.concatenate([one, one]))
+    frames, indices = pad_to_temporal_patch(random_frames(3), patch=4)
+    assert indices == [0, 1, 2, 2] and frames[3, 0, 0, 0] == 2  # the marker pixel: a copy of frame 2
+    longer = random_frames(5)
+    frames, indices = pad_to_temporal_patch(longer)
+    assert frames is longer and indices == [0, 1, 2, 3, 4]
 
 
 def test_transport_missing_directory_is_one_sentence(tmp_path):

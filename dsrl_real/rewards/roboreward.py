@@ -19,6 +19,14 @@ from .hf_loading import default_dtype, first_line, import_torch, import_transfor
 
 logger = logging.getLogger(__name__)
 
+# Upstream's evaluation of RoboReward (class RoboReward in github.com/aliang8/reward_fm, rfm/evals/baselines/
+# roboreward.py, the Robometer authors' baseline) generates up to 128 new tokens and matches "ANSWER:" case-insensitively
+# (`re.IGNORECASE`); both transports here do the same.
+MAX_NEW_TOKENS = 128
+
+# Qwen3-VL encodes video frames in pairs (its vision config's temporal_patch_size) and rejects a shorter clip.
+QWEN3_VL_TEMPORAL_PATCH = 2
+
 # The rubric prompt of the RoboReward-4B / -8B model cards (huggingface.co/teetone/RoboReward-4B, "Inference"),
 # verbatim, with the task at {task}.
 ROBOREWARD_PROMPT = (
@@ -35,16 +43,16 @@ ROBOREWARD_PROMPT = (
     "Task: {task}"
 )
 
-# "ANSWER: 4", "ANSWER:5." -- but not "ANSWER: 45" or "ANSWER: 3.5".
-_ANSWER = re.compile(r"ANSWER:\s*([1-5])(?!\.?\d)")
+# "ANSWER: 4", "answer:5." -- but not "ANSWER: 45" or "ANSWER: 3.5".
+_ANSWER = re.compile(r"ANSWER:\s*([1-5])(?!\.?\d)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_score(text: str) -> int | None:
     """The score in a RoboReward answer, or None when the answer does not say one.
 
-    The last `ANSWER: <1-5>` wins. Without one, the answer counts only if the whole text holds exactly one number
-    and that number is a single digit 1-5 (a "lone digit": "Score: 3"); "4/5", "1 2 3", "3.5" or "7" are not scores.
+    The last `ANSWER: <1-5>` (in any case) wins. Without one, the answer counts only if the whole text holds exactly one
+    number and that number is a single digit 1-5 (a "lone digit": "Score: 3"); "4/5", "1 2 3", "3.5" or "7" are not scores.
     """
     answers = _ANSWER.findall(text)
     if answers:
@@ -53,6 +61,18 @@ def parse_score(text: str) -> int | None:
     if len(numbers) == 1 and numbers[0] in {"1", "2", "3", "4", "5"}:
         return int(numbers[0])
     return None
+
+
+def pad_to_temporal_patch(frames: np.ndarray, patch: int = QWEN3_VL_TEMPORAL_PATCH) -> tuple[np.ndarray, list[int]]:
+    """A clip shorter than one temporal patch, padded with copies of its last frame, and each frame's index into the
+    clip (a one-frame clip is that frame twice, both at index 0). Longer clips come back as they are."""
+    frames = np.asarray(frames)
+    indices = list(range(len(frames)))
+    pad = patch - len(frames)
+    if pad > 0:
+        frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+        indices += [indices[-1]] * pad
+    return frames, indices
 
 
 @runtime_checkable
@@ -99,7 +119,7 @@ class RoboRewardBackend:
 class TransformersVideoQA:
     """A Qwen3-VL checkpoint (local directory or Hub id) answering in this process, greedy decoding."""
 
-    def __init__(self, model: str, device: str = "auto", max_new_tokens: int = 64):
+    def __init__(self, model: str, device: str = "auto", max_new_tokens: int = MAX_NEW_TOKENS):
         transformers = import_transformers()
         self.device = resolve_device(device)
         path = resolve_checkpoint(model)
@@ -115,13 +135,8 @@ class TransformersVideoQA:
 
     def inputs(self, frames: np.ndarray, fps: float, prompt: str):
         """The processor's model inputs for one user turn: the video, then the prompt, then the assistant cue."""
-        frames = np.asarray(frames)
-        indices = list(range(len(frames)))
-        # Qwen3-VL encodes frames in pairs and rejects shorter videos: a one-frame clip is that frame twice, at t = 0.
-        pad = self.processor.video_processor.temporal_patch_size - len(frames)
-        if pad > 0:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
-            indices += [indices[-1]] * pad
+        # A one-frame clip is that frame twice, at t = 0 (the processor rejects a clip shorter than its temporal patch).
+        frames, indices = pad_to_temporal_patch(frames, self.processor.video_processor.temporal_patch_size)
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         # Frames arrive already subsampled: no resampling, and timestamps index / fps for the temporal encoding.
