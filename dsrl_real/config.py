@@ -359,7 +359,7 @@ class RewardConfig:
     # robometer: where its processor comes from, a hub id or a local copy; "" = the base model its config.yaml names
     base_model: str = checked("")
     server_url: str = checked("")  # roboreward: an OpenAI-compatible server's base URL; "" runs the model in this process
-    server_timeout_s: float = checked(60.0, "(0, 3600]")  # roboreward over server_url: seconds per request before it counts as failed
+    server_timeout_s: float = checked(60.0, "(0, 3600]")  # roboreward over server_url: total seconds per try (connect, send, wait, whole answer)
     server_retries: int = checked(3, "[0, 100]")  # roboreward over server_url: further tries after a timeout, a 5xx or a 429 (with backoff)
     # the environment variable holding the server's API key, if it needs one
     server_api_key_env: str = checked("DSRL_REWARD_API_KEY")
