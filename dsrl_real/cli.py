@@ -1,14 +1,23 @@
-"""The `dsrl-real` command."""
+"""The `dsrl-real` command.
+
+Exit codes: 0 done; 2 a problem the user can fix (a `UserError`, a bad argument, a file that cannot be
+read or written), told in one sentence; 3 an emergency stop; 1 a stale camera frame stopped the arm, or
+a bug (its traceback is saved to a file). `--debug` shows the traceback of any error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
-from .config import ConfigError, load_config, to_yaml
+from .config import ConfigError, check_config, load_config, to_yaml
 from .env import StaleFrameError
+from .errors import UserError
 from .rewards.scoring import EmergencyStop
 
 
@@ -175,9 +184,9 @@ def _cmd_score(args) -> int:
     from .rewards.scoring import score_video
 
     cfg = load_config(args.config, args.overrides)
-    cfg = dataclasses.replace(cfg, reward=dataclasses.replace(
+    cfg = check_config(dataclasses.replace(cfg, reward=dataclasses.replace(
         cfg.reward, backend=args.backend, model=args.model or cfg.reward.model, server_url=args.server_url or cfg.reward.server_url,
-        num_frames=args.num_frames or cfg.reward.num_frames, camera=args.camera or cfg.reward.camera))
+        num_frames=args.num_frames or cfg.reward.num_frames, camera=args.camera or cfg.reward.camera)))
     result = score_video(cfg, args.video, args.task)
     print(json.dumps(result, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)))
     return 0
@@ -201,14 +210,9 @@ def _table_console():
 
 
 def _cmd_audit(args) -> int:
-    from .audit import AuditError, audit_table, confusion_tables, main_json, write_audit
-    from .recording import RecordingError
+    from .audit import audit_table, confusion_tables, main_json, write_audit
 
-    try:
-        result, json_path, png_path = write_audit(args.run_dir, reference=args.reference, out_dir=args.out,
-                                                  resamples=args.resamples)
-    except (AuditError, RecordingError) as err:
-        raise ConfigError(str(err)) from err
+    result, json_path, png_path = write_audit(args.run_dir, reference=args.reference, out_dir=args.out, resamples=args.resamples)
     console = _table_console()
     console.print(audit_table(result))
     for table in confusion_tables(result):
@@ -218,13 +222,9 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .recording import RecordingError
-    from .report import ReportError, agreement_lines, report_table, write_report
+    from .report import agreement_lines, report_table, write_report
 
-    try:
-        summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
-    except (ReportError, RecordingError) as err:
-        raise ConfigError(str(err)) from err
+    summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
     console = _table_console()
     console.print(report_table(summary))
     for line in agreement_lines(summary):
@@ -234,8 +234,26 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _count(low: int, high: int, meaning: str):
+    """An argparse type: an integer in [low, high], or one sentence saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {meaning}; give an integer from {low} to {high}")
+        return value
+    return parse
+
+
+DEBUG = "--debug", {"action": "store_true", "help": "show the full traceback of any error"}
+
+
 def _command(sub, name: str, func, help: str, *flags: tuple[tuple, dict], config: bool = True) -> None:
     parser = sub.add_parser(name, help=help)
+    # Also accepted after the command; SUPPRESS keeps a --debug given before it.
+    parser.add_argument(DEBUG[0], action="store_true", default=argparse.SUPPRESS, help=DEBUG[1]["help"])
     for args, kwargs in flags:
         parser.add_argument(*args, **kwargs)
     if config:
@@ -246,6 +264,7 @@ def _command(sub, name: str, func, help: str, *flags: tuple[tuple, dict], config
 RESUME = "--resume", {"action": "store_true", "help": "continue from the last checkpoint in the output folder"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsrl-real", description="Real-robot DSRL with learned rewards.")
+    parser.add_argument(DEBUG[0], **DEBUG[1])
     sub = parser.add_subparsers(dest="command", required=True)
     _command(sub, "rollout", _cmd_rollout, "run episodes of the scripted expert, the base policy or a random policy",
              (("--policy",), {"choices": ("expert", "base", "random"), "default": "expert",
@@ -256,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "demo", _cmd_demo, "simulated end to end: demos, pretraining, base-policy evaluation, DSRL fine-tuning, evaluation")
     _command(sub, "train", _cmd_train, "fine-tune the base policy with DSRL (train.*, agent.*, reward.*)", ((RESUME[0],), RESUME[1]))
     _command(sub, "eval", _cmd_eval, "evaluate a trained agent with its mean noise",
-             (("--episodes",), {"type": int, "default": 0, "help": "trials (default: train.eval_episodes)"}))
+             (("--episodes",), {"type": _count(0, 1_000_000, "a number of trials"), "default": 0,
+                                "help": "trials (default: train.eval_episodes)"}))
     _command(sub, "config", _cmd_config, "print the resolved configuration")
     _command(sub, "score", _cmd_score, "score a recorded video with a reward backend; prints reward, success, score as JSON",
              (("--backend",), {"required": True, "help": "roboreward | robometer | human"}),
@@ -264,13 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
              (("--task",), {"required": True, "help": "the instruction the robot was given"}),
              (("--model",), {"default": "", "help": "checkpoint folder or hub id (with --server-url: the served model's name)"}),
              (("--server-url",), {"default": "", "help": "an OpenAI-compatible server's base URL (default: run the model here)"}),
-             (("--num-frames",), {"type": int, "default": 0, "help": "frames per query (default: the backend's own)"}),
+             (("--num-frames",), {"type": _count(0, 256, "a number of frames"), "default": 0,
+                                  "help": "frames per query (default: the backend's own)"}),
              (("--camera",), {"default": "", "help": "a name for the video's camera (default: video)"}))
     run_dir = ("run_dir",), {"help": "a run's output folder holding recorded episodes (meta/) and/or metrics.jsonl"}
     out = ("--out",), {"default": None, "help": "where to write the JSON and PNG (default: RUN_DIR)"}
     _command(sub, "audit", _cmd_audit, "agreement of each reward backend with the human labels of a recorded run",
              run_dir, out, (("--reference",), {"default": "human", "help": "the labels to audit against (default: human)"}),
-             (("--resamples",), {"type": int, "default": 2000, "help": "bootstrap resamples for the MAE, tau and pairwise intervals"}),
+             (("--resamples",), {"type": _count(1, 1_000_000, "a number of resamples"), "default": 2000,
+                                 "help": "bootstrap resamples for the MAE, tau and pairwise intervals"}),
              config=False)
     _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
              run_dir, out, config=False)
@@ -278,6 +300,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
     return parser
+
+
+# What to do about an OSError the user can fix, by errno: the file or folder it names comes first.
+_OS_ADVICE = {
+    errno.ENOENT: "does not exist; check the path",
+    errno.EACCES: "cannot be accessed (permission denied); check its permissions or choose another path",
+    errno.EPERM: "cannot be changed (operation not permitted); check its permissions or choose another path",
+    errno.EISDIR: "is a folder where a file was expected; give the path of a file",
+    errno.ENOTDIR: "runs through a file where a folder was expected; choose another path",
+    errno.EEXIST: "already exists; move it away or choose another path",
+    errno.ENOTEMPTY: "is a folder that is not empty; move it away or choose another path",
+    errno.ENOSPC: "could not be written: the disk is full; free some space or choose an output folder on another disk",
+    errno.EDQUOT: "could not be written: the disk quota is used up; free some space or choose another output folder",
+    errno.EFBIG: "could not be written: the file grew too large for its file system; choose an output folder on another disk",
+    errno.EROFS: "is on a read-only file system; choose an output folder you can write to",
+    errno.ENAMETOOLONG: "is too long a name for the file system; choose a shorter path",
+    errno.ELOOP: "is a loop of symbolic links; fix the link or choose another path",
+}
+
+
+def _os_sentence(err: OSError) -> str:
+    """One sentence for an OSError: the path it names, what happened and what to do."""
+    advice = _OS_ADVICE.get(err.errno)
+    path = err.filename2 if err.errno == errno.EEXIST and err.filename2 else err.filename
+    if advice and path is not None:
+        return f"'{path}' {advice}."
+    if advice:
+        return f"A file {advice}."
+    what = err.strerror or str(err) or type(err).__name__
+    where = f" ('{path}')" if path is not None else ""
+    return f"{what}{where}; check the files, folders and servers the command uses (run with --debug for the details)."
+
+
+def _report_bug(err: BaseException) -> str:
+    """Save the traceback of an unexpected error to a file; the sentence that points to it."""
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="dsrl-real-error-", suffix=".txt", delete=False) as file:
+            traceback.print_exception(type(err), err, err.__traceback__, file=file)
+        where = f"its traceback is in {file.name}"
+    except OSError:
+        traceback.print_exception(type(err), err, err.__traceback__)
+        where = "its traceback is above"
+    summary = (str(err).splitlines() or [""])[0]
+    return (f"Unexpected {type(err).__name__}{': ' + summary if summary else ''}; this is a bug in dsrl-real, "
+            f"please report it with the command you ran ({where}; --debug shows it here).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,16 +356,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    debug = args.debug
+
+    def fail(message: str, code: int) -> int:
+        if debug:
+            traceback.print_exc()
+        print(f"dsrl-real: {message}", file=sys.stderr)
+        return code
+
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"dsrl-real: {err}", file=sys.stderr)
-        return 2
     except EmergencyStop as err:
-        print(f"dsrl-real: {err}", file=sys.stderr)
-        return 3
+        return fail(str(err), 3)
     except StaleFrameError as err:  # the arm was stopped and the env closed on the way out
-        print(f"dsrl-real: {err}", file=sys.stderr)
+        return fail(str(err), 1)
+    except UserError as err:
+        return fail(str(err), 2)
+    except OSError as err:  # a path that is missing, a file where a folder should be, a full disk
+        return fail(_os_sentence(err), 2)
+    except KeyboardInterrupt:
+        return fail("Interrupted.", 130)
+    except Exception as err:
+        if debug:
+            raise
+        print(f"dsrl-real: {_report_bug(err)}", file=sys.stderr)
         return 1
 
 

@@ -1,9 +1,18 @@
+import errno
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
+
+from dsrl_real import cli
 from dsrl_real.cli import main
+from dsrl_real.env import StaleFrameError
+from dsrl_real.report import ReportError
+from dsrl_real.rewards.scoring import EmergencyStop
+from dsrl_real.safety import UnsafeStateError
 
 
 def test_rollout_prints_success_rate_json(capsys):
@@ -77,3 +86,109 @@ def test_external_policy_plugs_in_through_config(capsys):
 def test_external_policy_that_is_not_a_base_policy_is_refused(capsys):
     assert main(["rollout", "--policy", "base", "policy.external=dsrl_real.config:PolicyConfig", "cameras=[]"]) == 2
     assert "lacks the BasePolicy members" in capsys.readouterr().err
+
+
+# ---- every expected error is one sentence and exit code 2; a traceback only with --debug ----------------------------------
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "dsrl_real.cli", *args], capture_output=True, text=True)
+
+
+def test_a_bad_value_is_one_line_on_stderr_with_exit_code_2_and_no_traceback():
+    out = _cli("config", "agent.gamma=2")
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", "dsrl-real: agent.gamma = 2.0 is out of range; it must be in [0, 1).\n")
+
+
+def test_debug_shows_the_traceback_before_or_after_the_command():
+    for args in (("--debug", "config", "robot.control_hz=nan"), ("config", "--debug", "robot.control_hz=nan")):
+        out = _cli(*args)
+        assert out.returncode == 2
+        assert "Traceback (most recent call last)" in out.stderr and "dsrl_real.config.ConfigError: robot.control_hz = nan" in out.stderr
+        assert out.stderr.endswith("dsrl-real: robot.control_hz = nan is not a finite number; it must be in (0, 1000].\n")
+
+
+def _raising(monkeypatch, err: BaseException) -> None:
+    def command(args):
+        raise err
+    monkeypatch.setattr(cli, "_cmd_config", command)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize(("err", "sentence"), [
+    (ReportError("No recorded episodes in 'x'; record a run first."), "No recorded episodes in 'x'; record a run first."),
+    (UnsafeStateError("The robot reported a pose that is not finite."), "The robot reported a pose that is not finite."),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "runs/x/meta/info.json"),
+     "'runs/x/meta/info.json' does not exist; check the path."),
+    (PermissionError(errno.EACCES, "Permission denied", "/root/runs"),
+     "'/root/runs' cannot be accessed (permission denied); check its permissions or choose another path."),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "runs/demos"),
+     "'runs/demos' is a folder where a file was expected; give the path of a file."),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "notes.txt/train"),
+     "'notes.txt/train' runs through a file where a folder was expected; choose another path."),
+    (OSError(errno.ENOSPC, "No space left on device", "runs/train/metrics.jsonl"),
+     "'runs/train/metrics.jsonl' could not be written: the disk is full; free some space or choose an output folder on another disk."),
+    (OSError(errno.ENOSPC, "No space left on device"),
+     "A file could not be written: the disk is full; free some space or choose an output folder on another disk."),
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+     "Connection refused; check the files, folders and servers the command uses (run with --debug for the details)."),
+])
+def test_expected_errors_are_one_sentence_and_exit_code_2(monkeypatch, capsys, err, sentence):
+    _raising(monkeypatch, err)
+    assert main(["config"]) == 2
+    assert _one_line(capsys) == f"dsrl-real: {sentence}"
+
+
+@pytest.mark.parametrize(("err", "code"), [(EmergencyStop("Emergency stop: the arm holds still."), 3),
+                                           (StaleFrameError("The wrist frame is 0.9 s old; the arm was stopped."), 1)])
+def test_emergency_stop_and_stale_frames_keep_their_exit_codes(monkeypatch, capsys, err, code):
+    _raising(monkeypatch, err)
+    assert main(["config"]) == code
+    assert _one_line(capsys) == f"dsrl-real: {err}"
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
+    _raising(monkeypatch, KeyboardInterrupt())
+    assert main(["config"]) == 130
+    assert _one_line(capsys) == "dsrl-real: Interrupted."
+
+
+def test_a_bug_is_one_line_pointing_to_its_saved_traceback_and_raises_with_debug(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _raising(monkeypatch, ZeroDivisionError("float division by zero"))
+    assert main(["config"]) == 1
+    line = _one_line(capsys)
+    saved = next(tmp_path.glob("dsrl-real-error-*.txt"))
+    assert line == (f"dsrl-real: Unexpected ZeroDivisionError: float division by zero; this is a bug in dsrl-real, please report "
+                    f"it with the command you ran (its traceback is in {saved}; --debug shows it here).")
+    assert "Traceback (most recent call last)" in saved.read_text() and "ZeroDivisionError: float division by zero" in saved.read_text()
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "config"])
+
+
+def test_an_out_dir_that_is_a_file_is_one_sentence(tmp_path, capsys):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]"]) == 2
+    err = capsys.readouterr().err  # after the progress bar's line
+    assert "Traceback" not in err and err.endswith(
+        f"\ndsrl-real: '{file / 'demos'}' runs through a file where a folder was expected; choose another path.\n")
+    assert file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("args", "sentence"), [
+    (["eval", "--episodes", "-1"], "argument --episodes: '-1' is not a number of trials; give an integer from 0 to 1000000"),
+    (["eval", "--episodes", "ten"], "argument --episodes: 'ten' is not a number of trials; give an integer from 0 to 1000000"),
+    (["audit", "runs/x", "--resamples", "0"],
+     "argument --resamples: '0' is not a number of resamples; give an integer from 1 to 1000000"),
+    (["score", "--backend", "roboreward", "--video", "a.mp4", "--task", "t", "--num-frames", "-3"],
+     "argument --num-frames: '-3' is not a number of frames; give an integer from 0 to 256"),
+])
+def test_numeric_arguments_out_of_range_are_refused_in_words(capsys, args, sentence):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {sentence}")
