@@ -1,7 +1,7 @@
 """The `dsrl-real` command.
 
 Exit codes: 0 done; 2 a problem the user can fix (a `UserError`, a bad argument, a file that cannot be
-read or written), told in one sentence; 3 an emergency stop; 1 a stale camera frame stopped the arm, or
+read or written, a missing optional dependency), told in one sentence; 130 Ctrl-C; 3 an emergency stop; 1 a stale camera frame stopped the arm, or
 a bug (its traceback is saved to a file). `--debug` shows the traceback of any error.
 """
 
@@ -333,6 +333,14 @@ def _os_sentence(err: OSError) -> str:
     return f"{what}{where}; check the files, folders and servers the command uses (run with --debug for the details)."
 
 
+def _import_sentence(err: ImportError) -> str:
+    """Our own import errors already say what to install; a bare 'No module named' gets that said."""
+    if isinstance(err, ModuleNotFoundError) and err.name and str(err).startswith("No module named"):
+        return (f"The Python module '{err.name}' is not installed; install it for the robot, camera or reward model "
+                "the config chose (run with --debug to see where it was needed).")
+    return str(err)
+
+
 def _report_bug(err: BaseException) -> str:
     """Save the traceback of an unexpected error to a file; the sentence that points to it."""
     try:
@@ -374,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(err), 2)
     except OSError as err:  # a path that is missing, a file where a folder should be, a full disk
         return fail(_os_sentence(err), 2)
+    except ImportError as err:  # an optional dependency (ROS 2, a camera SDK, a reward model's) that is not installed
+        return fail(_import_sentence(err), 2)
     except KeyboardInterrupt:
         return fail("Interrupted.", 130)
     except Exception as err:

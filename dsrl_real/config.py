@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from .errors import UserError
@@ -567,11 +567,13 @@ def _explain(err: Exception, source: str, key: str = "") -> ConfigError:
         return ConfigError(
             f"Unknown config key '{full_key}' in {source}; valid keys {where} are: {', '.join(_valid_keys(section))}."
         )
-    if isinstance(err, (TypeError, IndexError)) or "[" in full_key:
+    reason = str(getattr(err, "msg", None) or err).splitlines()[0]
+    converting = isinstance(err, ValidationError) and reason.startswith("Value '")  # e.g. 'a' in a list of floats
+    if not converting and (isinstance(err, (TypeError, IndexError)) or "[" in full_key):
         return ConfigError(f"Config key '{key or full_key}' in {source} does not exist; list entries can only be changed, add new ones in a YAML file.")
-    if isinstance(err, ValidationError):
-        return ConfigError(f"Config key '{full_key}' in {source} has the wrong type: {err.msg.splitlines()[0]}.")
-    return ConfigError(f"Invalid configuration in {source}: {str(err).splitlines()[0]}")
+    if isinstance(err, ValidationError) and full_key:
+        return ConfigError(f"Config key '{full_key}' in {source} has the wrong type: {reason.rstrip('.')}.")
+    return ConfigError(f"Invalid configuration in {source}: {reason.rstrip('.')}; `dsrl-real config` shows every section and its types.")
 
 
 def _compose(base, file_layers: list[tuple[Any, str]], overrides) -> Any:
@@ -599,9 +601,15 @@ def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] 
     if path:
         file = resolve_config_path(path)
         try:
-            layers.append((OmegaConf.load(file), str(file)))
+            loaded = OmegaConf.load(file)
+        except OSError:
+            raise  # unreadable, not malformed: the CLI names the path and the reason
         except Exception as err:  # YAML syntax errors come in several types
             raise ConfigError(f"Could not parse {file}: {str(err).splitlines()[0]}; fix the YAML syntax.") from err
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"{file} holds a list at its top level; a config file holds sections such as robot: and agent:, "
+                              "as `dsrl-real config` prints them.")
+        layers.append((loaded, str(file)))
     merged = _compose(OmegaConf.structured(Config), layers, overrides)
     preset = merged.agent.preset
     if preset:

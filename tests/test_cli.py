@@ -133,6 +133,11 @@ def _one_line(capsys) -> str:
      "'runs/train/metrics.jsonl' could not be written: the disk is full; free some space or choose an output folder on another disk."),
     (OSError(errno.ENOSPC, "No space left on device"),
      "A file could not be written: the disk is full; free some space or choose an output folder on another disk."),
+    (ModuleNotFoundError("No module named 'rclpy'", name="rclpy"),
+     "The Python module 'rclpy' is not installed; install it for the robot, camera or reward model the config chose "
+     "(run with --debug to see where it was needed)."),
+    (ImportError("The RealSense camera needs pyrealsense2; pip install pyrealsense2."),
+     "The RealSense camera needs pyrealsense2; pip install pyrealsense2."),
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
      "Connection refused; check the files, folders and servers the command uses (run with --debug for the details)."),
 ])

@@ -86,3 +86,21 @@ def test_named_config_is_found_in_a_colcon_install_share(tmp_path, monkeypatch):
     monkeypatch.setenv("AMENT_PREFIX_PATH", f"/opt/ros/humble:{tmp_path / 'install' / 'dsrl_real'}")
     assert resolve_config_path("lab_only") == share / "lab_only.yaml"
     assert load_config("lab_only").task.max_steps == 33
+
+
+def test_a_yaml_file_of_the_wrong_shape_is_one_sentence(tmp_path):
+    top = tmp_path / "top.yaml"
+    top.write_text("- robot\n- agent\n")
+    with pytest.raises(ConfigError, match=r"top\.yaml holds a list at its top level; a config file holds sections such as robot: and agent:"):
+        load_config(str(top))
+    section = tmp_path / "section.yaml"
+    section.write_text("robot: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"^Invalid configuration in .*section\.yaml: Merge error: list is not a subclass of RobotConfig"):
+        load_config(str(section))
+
+
+def test_a_list_entry_of_the_wrong_type_is_named_as_such():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["safety.workspace_low=[a,b,c]"])
+    assert str(err.value) == ("Config key 'safety.workspace_low[0]' in override 'safety.workspace_low=[a,b,c]' has the wrong type: "
+                              "Value 'a' of type 'str' could not be converted to Float.")
