@@ -1,8 +1,9 @@
 """The `dsrl-real` command.
 
 Exit codes: 0 done; 2 a problem the user can fix (a `UserError`, a bad argument, a file that cannot be
-read or written, a missing optional dependency), told in one sentence; 130 Ctrl-C; 3 an emergency stop; 1 a stale camera frame stopped the arm, or
-a bug (its traceback is saved to a file). `--debug` shows the traceback of any error.
+read or written, a missing optional dependency), told in one sentence; 3 an emergency stop; 130 Ctrl-C;
+1 a stale camera frame stopped the arm, or a bug (its traceback is saved to a file). `--debug` shows the
+traceback of any error.
 """
 
 from __future__ import annotations

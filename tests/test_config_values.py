@@ -114,7 +114,7 @@ def test_declared_choices_match_the_modules_that_act_on_them():
     from dsrl_real.rewards.registry import BACKENDS, HUMAN_SCALES
     from dsrl_real.rewards.scoring import END_ON, SCORING
     from dsrl_real.rewards.shaping import FORMS
-    from dsrl_real.sim_mocks.render import VIEWS
+    from dsrl_real.sim_mocks.render import MIN_SIZE, VIEWS
 
     choices = {key: allowed.choices for key, _, allowed in CHOICES}
     assert choices["agent.algorithm"] == ALGORITHMS and choices["agent.activation"] == tuple(ACTIVATIONS)
@@ -124,6 +124,8 @@ def test_declared_choices_match_the_modules_that_act_on_them():
     assert choices["reward.backend"] == BACKENDS and choices["reward.shadow"] == BACKENDS
     assert choices["reward.human_scale"] == HUMAN_SCALES and choices["reward.form"] == FORMS
     assert choices["reward.end_on"] == END_ON and choices["reward.scoring"] == SCORING
+    sides = {key: _bounds(allowed.interval) for key, _, allowed in NUMBERS if key in ("cameras[].width", "cameras[].height")}
+    assert [low for low, _, _, _ in sides.values()] == [MIN_SIZE, MIN_SIZE]  # the simulator renders no smaller
 
 
 # ---- numbers ------------------------------------------------------------------------------------------------------------
