@@ -267,7 +267,7 @@ def test_the_examples_of_the_issue_are_refused_in_words():
         "run.episodes=-1": "run.episodes = -1 is out of range; it must be in [0, 1e6].",
         "run.eval_episodes=-5": "run.eval_episodes = -5 is out of range; it must be in [0, 1e6].",
         "train.eval_episodes=-1": "train.eval_episodes = -1 is out of range; it must be in [0, 1e6].",
-        "cameras.0.width=100000": "cameras[0].width = 100000 is out of range; it must be in [1, 1024].",
+        "cameras.0.width=100000": "cameras[0].width = 100000 is out of range; it must be in [16, 1024].",
         "safety.workspace_low=[0.15,.nan,0.02]": "safety.workspace_low[1] = nan is not a finite number; it must be in [-2, 2].",
         "agent.tau=0": "agent.tau = 0.0 is out of range; it must be in (0, 1].",
         "reward.noisy_false_positive_rate=1.5": "reward.noisy_false_positive_rate = 1.5 is out of range; it must be in [0, 1].",
