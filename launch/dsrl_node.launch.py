@@ -2,8 +2,14 @@
 
     ros2 launch dsrl_real dsrl_node.launch.py config:=/path/to/task.yaml mode:=eval    # robot driver already running
 
-`widowx.launch.py` and `franka.launch.py` include this file after starting their robot's driver, so
-every argument declared here is an argument of theirs too (`ros2 launch ... --show-args` lists them).
+`widowx.launch.py` and `franka.launch.py` include this file and pass it `config`; every other argument
+declared here is an argument of theirs too (`ros2 launch ... --show-args` lists them), because launch
+configurations set on the command line reach included files (an include does not scope them).
+
+`config` is required, yet declared with the default "": ROS 2's launch refuses an include that does not
+pass a declared argument without default (launch/actions/include_launch_description.py, even when the
+value was given on the command line), and says so in words about includes. `require` gives one
+sentence with an example instead.
 """
 
 import shlex
@@ -17,6 +23,17 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 BOOL = ["true", "false"]
+EXAMPLE = "ros2 launch dsrl_real dsrl_node.launch.py config:=widowx_monkey"
+
+
+def require(name, what, example):
+    """An action that stops the launch with one sentence when the launch argument `name` is empty."""
+
+    def check(context):
+        if not LaunchConfiguration(name).perform(context):
+            raise ValueError(f"The launch argument '{name}' is missing: give {what}, e.g. `{example}`.")
+
+    return OpaqueFunction(function=check)
 
 
 def dsrl_node(context):
@@ -38,7 +55,8 @@ def dsrl_node(context):
     return [Node(
         package="dsrl_real",
         executable="dsrl_real_node",
-        name="dsrl_real",
+        # No name=: launch_ros would pass the global remap `__node:=...`, which rcl applies to every node of the
+        # process, the Interbotix node included (rcl/src/rcl/remap.c); the node names itself "dsrl_real".
         parameters=[parameters],
         output="screen",
         emulate_tty=True,
@@ -74,7 +92,7 @@ def realsense_cameras(context):
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument("config", description="config name in configs/ or a YAML path"),
+        DeclareLaunchArgument("config", default_value="", description="required: config name in configs/ or a YAML path"),
         DeclareLaunchArgument("mode", default_value="train", choices=["train", "eval", "human_oracle"],
                               description="train DSRL, evaluate a checkpoint, or run the human-oracle baseline"),
         DeclareLaunchArgument("reward_backend", default_value="",
@@ -92,6 +110,7 @@ def generate_launch_description():
                               description="false: start only the drivers and run the node with `ros2 run`"),
         DeclareLaunchArgument("node_prefix", default_value="",
                               description="command prefix for the node, e.g. 'xterm -e' to give it a keyboard"),
+        require("config", "a config name in configs/ or a YAML path", EXAMPLE),
         OpaqueFunction(function=realsense_cameras),
         OpaqueFunction(function=dsrl_node),
     ])

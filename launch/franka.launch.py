@@ -7,7 +7,9 @@
 the robot state broadcaster; the controller named by `controller` (spawned with controller_manager's
 spawner) must take geometry_msgs/PoseStamped targets on `/<controller>/equilibrium_pose`, the
 config's robot.franka.command_topic. `franka_drawer.launch.py` and `franka_pick.launch.py` include
-this file with their task's config.
+this file and pass it `robot_ip` and their task's config. Each include passes every argument the
+included file needs (ROS 2's launch checks that, see dsrl_node.launch.py); the node's other
+arguments (mode, use_sim, ...) reach it from the command line.
 """
 
 from launch import LaunchDescription
@@ -18,6 +20,17 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 BOOL = ["true", "false"]
+EXAMPLE = "ros2 launch dsrl_real franka.launch.py robot_ip:=172.16.0.2 config:=franka_pick"
+
+
+def require(name, what, example):
+    """An action that stops the launch with one sentence when the launch argument `name` is empty."""
+
+    def check(context):
+        if not LaunchConfiguration(name).perform(context):
+            raise ValueError(f"The launch argument '{name}' is missing: give {what}, e.g. `{example}`.")
+
+    return OpaqueFunction(function=check)
 
 
 def franka_driver(context):
@@ -49,7 +62,9 @@ def franka_driver(context):
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument("robot_ip", description="hostname or IP address of the arm's FCI (e.g. 172.16.0.2)"),
+        DeclareLaunchArgument("robot_ip", default_value="",
+                              description="required: hostname or IP address of the arm's FCI (e.g. 172.16.0.2)"),
+        DeclareLaunchArgument("config", default_value="", description="required: config name in configs/ or a YAML path"),
         DeclareLaunchArgument("arm_id", default_value="fr3", description="arm type: fr3, fer, fp3 (Jazzy also fr3v2)"),
         DeclareLaunchArgument("load_gripper", default_value="true", choices=BOOL,
                               description="start franka_gripper (the homing/move/grasp actions the node uses)"),
@@ -57,8 +72,13 @@ def generate_launch_description():
                               description="Cartesian controller to spawn; takes PoseStamped on /<controller>/equilibrium_pose"),
         DeclareLaunchArgument("controllers_yaml", default_value="",
                               description="franka_ros2 2.x only: a controllers file that defines the controller"),
+        require("robot_ip", "the hostname or IP address of the arm's FCI", EXAMPLE),
+        require("config", "a config name in configs/ or a YAML path", EXAMPLE),
         # first: it declares use_sim and the node's arguments, which franka_driver reads
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("dsrl_real"), "launch", "dsrl_node.launch.py"]))),
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("dsrl_real"), "launch",
+                                                                "dsrl_node.launch.py"])),
+            launch_arguments={"config": LaunchConfiguration("config")}.items(),
+        ),
         OpaqueFunction(function=franka_driver),
     ])

@@ -9,7 +9,7 @@ Every argument of widowx.launch.py and dsrl_node.launch.py applies (`--show-args
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -18,5 +18,6 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "configs", "widowx_drawer.yaml"]),
                               description="config name in configs/ or a YAML path"),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "widowx.launch.py"]))),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "widowx.launch.py"])),
+                                 launch_arguments={"config": LaunchConfiguration("config")}.items()),
     ])

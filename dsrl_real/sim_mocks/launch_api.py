@@ -17,6 +17,10 @@ Sources (ROS 2 Humble generation; Jazzy keeps these signatures and only adds par
                  substitutions/find_package.py (c176ada8), utilities/normalize_parameters.py (25a4a397),
                  utilities/evaluate_parameters.py (c176ada8)
     AMENT      = ament/ament_index  ament_index_python/ament_index_python/packages.py (057e8846)
+    ROS2LAUNCH = ros2/launch_ros  ros2launch/ros2launch/api/api.py (launch_a_launch_file)
+
+The behaviour the fake must reproduce is at the end of this file ("what the real launch enforces"),
+read in ros2/launch and ros2/launch_ros on their humble and jazzy branches (identical there).
 """
 
 from __future__ import annotations
@@ -175,6 +179,7 @@ class ExternalLaunchFile:
     arguments: Dict[str, Optional[str]]
     choices: Dict[str, tuple] = field(default_factory=dict)
     source: str = ""
+    descriptions: Dict[str, str] = field(default_factory=dict)  # of the required arguments, for launch's message
 
     @property
     def required(self) -> set[str]:
@@ -199,6 +204,7 @@ EXTERNAL_LAUNCH_FILES = (
         },
         choices={"robot_model": XSARM_MODELS, "use_rviz": _BOOL, "load_configs": _BOOL, "use_sim": _BOOL,
                  "use_sim_time": _BOOL, "xs_driver_logging_level": ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")},
+        descriptions={"robot_model": "model type of the Interbotix Arm such as `wx200` or `rx150`."},
         source="Interbotix/interbotix_ros_manipulators interbotix_ros_xsarms/interbotix_xsarm_control/launch/"
                "xsarm_control.launch.py (1ce843a1); Interbotix/interbotix_ros_toolboxes xs_launch/xs_launch.py (101ef9ae)",
     ),
@@ -221,6 +227,7 @@ EXTERNAL_LAUNCH_FILES = (
         package="franka_bringup", path="launch/franka.launch.py", generation="0.1.x (2023-24, arm_id)",
         arguments={"robot_ip": None, "arm_id": None, "use_rviz": "false", "use_fake_hardware": "false",
                    "fake_sensor_commands": "false", "load_gripper": "true"},
+        descriptions={"robot_ip": "Hostname or IP address of the robot."},
         source="franka_ros2 0.1.x franka_bringup/launch/franka.launch.py (2024 copy in a public fork)",
     ),
     ExternalLaunchFile(
@@ -259,3 +266,58 @@ def check_call(spec, args=(), kwargs=None, label: str | None = None) -> inspect.
         raise LaunchAPIMismatch(f"{name}(...) does not match the real API {spec.__qualname__}{sig}: {err}.") from None
     bound.apply_defaults()
     return bound
+
+
+# ---- what the real launch enforces ---------------------------------------------------------------------------
+# LAUNCH actions/include_launch_description.py IncludeLaunchDescription.execute(): before it sets the include's
+# launch_arguments as launch configurations, it lists the arguments the included description declares
+# (LaunchDescription.get_launch_arguments_with_include_launch_description_actions(), launch_description.py):
+#   * walking entities in order and into sub-entities: an IncludeLaunchDescription's sub-entity is its file's
+#     description loaded WITHOUT a context (launch_description_source.py try_get_launch_description_without_context;
+#     a path that cannot be resolved so is skipped); an OpaqueFunction, a Node, a LogInfo have none, so arguments
+#     declared by what an OpaqueFunction returns are never seen;
+#   * a name already listed is skipped (the first declaration wins);
+#   * an argument is "conditionally included" if it has a condition or sits under an action that has one;
+#   * each argument carries the nested includes it was found under (None at the top level).  The list of nested
+#     includes is shared between siblings and only appended to, exactly as upstream does.
+# Every listed argument that is not conditionally included and has no default must be named in the include's
+# launch_arguments; for a nested argument, the names given by each nested include on its path (performed without a
+# context) count too.  The list of names is extended in place, so names added for one argument count for the
+# next ones.  Launch configurations set on the command line do NOT count: only the include's own arguments.
+INCLUDE_MISSING_ARGUMENT = "Included launch description missing required argument '{}' (description: '{}'), given: [{}]"
+
+# ROS2LAUNCH api.py launch_a_launch_file(): `ros2 launch PKG FILE a:=1` includes FILE through an
+# IncludeLaunchDescription whose launch_arguments are the command-line arguments, so the check above runs on the
+# top-level file with given = the command-line names.
+
+
+def declared_description(description: Optional[str], choices: Optional[List[str]]) -> str:
+    """LAUNCH actions/declare_launch_argument.py: DeclareLaunchArgument.description as the include message shows it."""
+    if description is None:
+        return "no description given" if choices is None else "One of: " + str(choices)
+    if choices is None:
+        return description
+    return (description if description.endswith(".") else description + ".") + " Valid choices are: " + str(choices)
+
+
+# LAUNCH_ROS actions/node.py Node: the command line is [executable, *arguments, '--ros-args'] followed by
+# '-r __node:=NAME' only if `name` was given (a GLOBAL remap: rcl applies it to every node of the process, see
+# ros_api.NODE_REMAP_RULES), '-r __ns:=NS' if a namespace was given, then one '--params-file FILE' per dict of
+# parameters (_create_params_file_from_dict: yaml.dump({KEY: {'ros__parameters': params}}), KEY being '/**'
+# unless both name and namespace are known, lists evaluated to tuples, so dumped as '!!python/tuple').
+def node_ros_arguments(name: Optional[str], namespace: Optional[str], params_files: List[str]) -> List[str]:
+    arguments = ["--ros-args"]
+    if name is not None:
+        arguments += ["-r", f"__node:={name}"]
+    if namespace is not None:
+        arguments += ["-r", f"__ns:={namespace}"]
+    for path in params_files:
+        arguments += ["--params-file", path]
+    return arguments
+
+
+def params_file_key(name: Optional[str], namespace: Optional[str]) -> str:
+    """LAUNCH_ROS actions/node.py _create_params_file_from_dict / is_node_name_fully_specified."""
+    if name is None or namespace is None:
+        return "/**"
+    return namespace.rstrip("/") + "/" + name

@@ -7,11 +7,15 @@
         result.include("interbotix_xsarm_control").arguments  # what the driver's launch file receives
 
 Every constructor call is bound to the real signature in `launch_api` (a misspelt keyword raises
-`LaunchAPIMismatch`). `run` visits the description the way the launch service does: launch arguments
+`LaunchAPIMismatch`). `run` visits the description the way `ros2 launch` does: the top-level file is included with the
+command-line arguments, and every include first runs launch's required-argument check (the rules and the
+message are in `launch_api`, "what the real launch enforces": an included file's argument without default
+must be passed by the include itself, not merely set on the command line); launch arguments
 become launch configurations (an include's arguments are not scoped), declared arguments get their
 defaults and choices are enforced, conditions accept only true/false/1/0, OpaqueFunctions run with a
 context, and node parameters are normalised and evaluated with launch_ros's rules (plain values keep
-their type, substitutions are read as YAML, empty lists are rejected). Packages are found like
+their type, substitutions are read as YAML, empty lists are rejected); `LaunchedNode.command_line` gives
+the arguments launch_ros would start the node with (`-r __node:=NAME` when `name=` is given). Packages are found like
 ament_index finds them: a marker in `<prefix>/share/ament_index/resource_index/packages/`, executables
 in `<prefix>/lib/<package>/`. Launch files of our own package are loaded and run; the upstream ones
 in `launch_api.EXTERNAL_LAUNCH_FILES` are checked against what they declare and recorded.
@@ -63,6 +67,20 @@ class LaunchedNode:
     prefix: str | None
     output: Any
     emulate_tty: bool
+
+    def command_line(self, folder) -> list[str]:
+        """The node's argv after the executable, as launch_ros builds it, writing its parameter files into `folder`."""
+        files = []
+        for index, item in enumerate(self.parameters):
+            if isinstance(item, dict):
+                path = pathlib.Path(folder) / f"launch_params_{self.executable}_{index}"
+                # yaml.dump, not safe_dump, as launch_ros does: tuples come out as !!python/tuple
+                path.write_text(yaml.dump({api.params_file_key(self.name, self.namespace): {"ros__parameters": item}},
+                                          default_flow_style=False))
+                files.append(str(path))
+            else:
+                files.append(str(item))
+        return [*self.arguments, *api.node_ros_arguments(self.name, self.namespace, files)]
 
 
 @dataclass
@@ -219,6 +237,9 @@ class LaunchDescription:
     def add_entity(self, *args, **kwargs):
         self.entities.append(_bind(api.LaunchDescription.add_entity, args, kwargs, "LaunchDescription.add_entity")["entity"])
 
+    def sub_entities(self) -> list:
+        return self.entities
+
 
 # ---- actions -------------------------------------------------------------------------------------------------
 class DeclareLaunchArgument:
@@ -235,8 +256,12 @@ class DeclareLaunchArgument:
                 raise RuntimeError(f'Provided default_value "{default}" is not in provided choices "{choices}".')
         self.default = None if default is None else to_substitutions(default, f"default_value of '{self.name}'")
         self.choices = choices
-        self.description = bound["description"]
+        self.description = api.declared_description(bound["description"], choices)
         self.condition = _check_condition(bound["condition"], "DeclareLaunchArgument")
+        self.conditionally_included = False  # set while an include lists the arguments it needs
+
+    def sub_entities(self) -> list:
+        return []
 
 
 class IncludeLaunchDescription:
@@ -257,6 +282,19 @@ class IncludeLaunchDescription:
                                    to_substitutions(value, f"value of launch argument {name!r}")))
         self.condition = _check_condition(bound["condition"], "IncludeLaunchDescription")
 
+    def sub_entities(self) -> list:
+        """The included description loaded without a context, or nothing if its path needs one."""
+        try:
+            return [_load_description(perform(LaunchContext({}), self.source.location))]
+        except Exception:  # noqa: BLE001 - upstream logs the failure at debug level and goes on
+            return []
+
+    def argument_names_without_context(self) -> list[str] | None:
+        try:
+            return [perform(LaunchContext({}), name) for name, _ in self.arguments]
+        except Exception:  # noqa: BLE001 - upstream returns None, and then list.extend(None) raises TypeError
+            return None
+
 
 class OpaqueFunction:
     def __init__(self, *args, **kwargs):
@@ -268,12 +306,18 @@ class OpaqueFunction:
         self.kwargs = dict(bound["kwargs"] or {})
         self.condition = _check_condition(bound["condition"], "OpaqueFunction")
 
+    def sub_entities(self) -> list:
+        return []  # what an OpaqueFunction returns is only known when it runs
+
 
 class LogInfo:
     def __init__(self, *args, **kwargs):
         bound = _bind(api.LogInfo.__init__, args, kwargs, "LogInfo")
         self.msg = to_substitutions(bound["msg"], "LogInfo msg")
         self.condition = _check_condition(bound["condition"], "LogInfo")
+
+    def sub_entities(self) -> list:
+        return []
 
 
 def _normalize_parameter_value(name: str, value):
@@ -359,6 +403,9 @@ class Node:
             raise LaunchAPIMismatch(f"Node emulate_tty must be a bool, got {bound['emulate_tty']!r}.")
         self.condition = _check_condition(bound["condition"], "Node")
 
+    def sub_entities(self) -> list:
+        return []
+
 
 # ---- ament index -----------------------------------------------------------------------------------------------
 class PackageNotFoundError(KeyError):
@@ -416,28 +463,110 @@ def get_package_prefix(*args, **kwargs) -> str:
     return str(pathlib.Path(_registry().share(name)).parent.parent)
 
 
+# ---- loading launch files ----------------------------------------------------------------------------------------
+_module_counter = itertools.count()
+
+
+def load_module(path) -> types.ModuleType:
+    """Import a launch file by path under a unique module name, as ros2 launch does."""
+    path = pathlib.Path(path)
+    spec = importlib.util.spec_from_file_location(f"_fake_launch_{next(_module_counter)}_{path.stem.replace('.', '_')}",
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "generate_launch_description", None)):
+        raise LaunchAPIMismatch(f"{path} has no generate_launch_description() function.")
+    return module
+
+
+def _external_generations(path: str) -> list[api.ExternalLaunchFile]:
+    if path.startswith(EXTERNAL_SHARE_ROOT + os.sep):
+        package, _, relative = path[len(EXTERNAL_SHARE_ROOT) + 1:].partition(os.sep)
+        return [f for f in api.EXTERNAL_LAUNCH_FILES if (f.package, f.path) == (package, relative)]
+    return []
+
+
+def _modelled_description(generations: list[api.ExternalLaunchFile]) -> LaunchDescription:
+    """What an upstream launch file declares, as the include check sees it (required if any generation requires it)."""
+    declared: dict[str, DeclareLaunchArgument] = {}
+    for generation in generations:
+        for name, default in generation.arguments.items():
+            if name in declared and declared[name].default is None:
+                continue
+            choices = generation.choices.get(name)
+            declared[name] = DeclareLaunchArgument(name, default_value=default, description=generation.descriptions.get(name),
+                                                   choices=None if choices is None else list(choices))
+    return LaunchDescription(list(declared.values()))
+
+
+def _load_description(path: str) -> LaunchDescription:
+    """The description of the launch file at `path`: ours is run, an upstream one is modelled (launch_api)."""
+    if os.path.isfile(path):
+        description = load_module(path).generate_launch_description()
+        if not isinstance(description, LaunchDescription):
+            raise LaunchAPIMismatch(f"generate_launch_description() of {path} must return a LaunchDescription, got "
+                                    f"{type(description).__name__}.")
+        return description
+    generations = _external_generations(path)
+    if not generations:
+        raise FileNotFoundError(f"Included launch file not found: {path}")
+    return _modelled_description(generations)
+
+
+# ---- launch's required-argument check of an include (launch_api, "what the real launch enforces") ---------------
+def declared_arguments(description: LaunchDescription) -> list[tuple[DeclareLaunchArgument, list | None]]:
+    """LaunchDescription.get_launch_arguments_with_include_launch_description_actions() (launch_description.py)."""
+    found: list[tuple[DeclareLaunchArgument, list | None]] = []
+
+    def walk(entities, conditional: bool, includes: list | None):
+        for entity in entities:
+            if isinstance(entity, DeclareLaunchArgument) and all(entity.name != seen.name for seen, _ in found):
+                entity.conditionally_included = conditional or entity.condition is not None
+                found.append((entity, includes))
+            nested = includes
+            if isinstance(entity, IncludeLaunchDescription):
+                if nested is None:
+                    nested = []
+                nested.append(entity)  # shared with the siblings that follow, as upstream
+            if getattr(entity, "condition", None) is None:
+                walk(entity.sub_entities(), False, nested)
+            else:
+                walk(entity.sub_entities(), True, nested)
+
+    walk(description.entities, False, None)
+    return found
+
+
+def check_include(description: LaunchDescription, given: list[str]) -> None:
+    """IncludeLaunchDescription.execute()'s check (include_launch_description.py), with its message."""
+    names = list(given)
+    for argument, includes in declared_arguments(description):
+        if argument.conditionally_included or argument.default is not None:
+            continue
+        for include in includes or ():
+            names.extend(include.argument_names_without_context())  # in place: upstream aliases the list
+        if argument.name not in names:
+            raise RuntimeError(api.INCLUDE_MISSING_ARGUMENT.format(argument.name, argument.description, ", ".join(names)))
+
+
 # ---- running a description -------------------------------------------------------------------------------------
 class FakeLaunch:
     def __init__(self, registry: _Registry):
         self.registry = registry
-        self._counter = itertools.count()
 
-    def load(self, path) -> types.ModuleType:
-        """Import a launch file by path under a unique module name, as ros2 launch does."""
-        path = pathlib.Path(path)
-        spec = importlib.util.spec_from_file_location(f"_fake_launch_{next(self._counter)}_{path.stem.replace('.', '_')}",
-                                                      path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if not callable(getattr(module, "generate_launch_description", None)):
-            raise LaunchAPIMismatch(f"{path} has no generate_launch_description() function.")
-        return module
+    @staticmethod
+    def load(path) -> types.ModuleType:
+        return load_module(path)
 
     def run(self, description, arguments: dict[str, str] | None = None) -> LaunchResult:
-        """Visit a description with `ros2 launch` command-line arguments (name -> string value)."""
+        """Visit a description with `ros2 launch` command-line arguments (name -> string value).
+
+        ros2launch includes the file it is given with the command-line arguments as the include's arguments
+        (ros2launch/api/api.py), so the top-level description gets the include check with those names."""
         if not isinstance(description, LaunchDescription):
             raise LaunchAPIMismatch(f"generate_launch_description() must return a LaunchDescription, got "
                                     f"{type(description).__name__}.")
+        check_include(description, list(arguments or {}))
         result = LaunchResult()
         context = LaunchContext(dict(arguments or {}))
         self._visit(description, context, result)
@@ -483,18 +612,20 @@ class FakeLaunch:
 
     def _include(self, include: IncludeLaunchDescription, context: LaunchContext, result: LaunchResult):
         path = perform(context, include.source.location)
-        arguments = {perform(context, name): perform(context, value) for name, value in include.arguments}
+        description = _load_description(path)
+        names = [perform(context, name) for name, _ in include.arguments]
+        generations = _external_generations(path)
+        for generation in generations or [None]:  # each upstream generation is a file of its own
+            check_include(_modelled_description([generation]) if generation else description, names)
+        arguments = {name: perform(context, value) for name, (_, value) in zip(names, include.arguments)}
         package, relative = self._owner(path)
         result.includes.append(IncludedLaunch(package=package, path=relative, arguments=arguments))
-        if os.path.isfile(path):
+        if generations:
+            _check_external_include(generations, arguments)
             context.launch_configurations.update(arguments)
-            self._visit(self.load(path).generate_launch_description(), context, result)
             return
-        generations = [f for f in api.EXTERNAL_LAUNCH_FILES if (f.package, f.path) == (package, relative)]
-        if not generations:
-            raise FileNotFoundError(f"Included launch file not found: {path}")
-        _check_external_include(generations, arguments)
         context.launch_configurations.update(arguments)
+        self._visit(description, context, result)
 
     def _owner(self, path: str) -> tuple[str, str]:
         for root in [EXTERNAL_SHARE_ROOT] + [str(p / "share") for p in self.registry.prefixes]:
@@ -533,11 +664,7 @@ def _check_external_include(generations: list[api.ExternalLaunchFile], arguments
     if unknown:
         raise LaunchAPIMismatch(f"{generations[0].package}/{generations[0].path} declares no argument {unknown}; "
                                 f"it declares: {sorted(declared)} ({generations[0].source}).")
-    for generation in generations:
-        missing = sorted(generation.required - set(arguments))
-        if missing:
-            raise LaunchAPIMismatch(f"{generation.package}/{generation.path} ({generation.generation}) requires "
-                                    f"{missing}, which the include does not pass.")
+    for generation in generations:  # required arguments: check_include, with launch's own message
         for name, allowed in generation.choices.items():
             if name in arguments and arguments[name] not in allowed:
                 raise LaunchAPIMismatch(f"{generation.package}/{generation.path}: {name}:={arguments[name]!r} is not "
