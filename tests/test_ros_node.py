@@ -572,3 +572,79 @@ def test_an_interrupt_swallowed_on_its_way_still_stops_the_next_robot_call():
         assert arm.calls == ["command", "stop"]
     finally:
         node_module._interrupt_requested.clear()
+
+
+# ---- node names and parameters under launch_ros's arguments (issue 16) ----------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+
+
+def launched_argv(tmp_path, **node_kwargs) -> list[str]:
+    """`dsrl_real_node` with the arguments launch_ros would start it with: from widowx_monkey.launch.py as it is, or
+    (node_kwargs) from a launch_ros Node(package='dsrl_real', executable='dsrl_real_node', **node_kwargs)."""
+    from dsrl_real.sim_mocks import launch_fake
+
+    prefix = launch_fake.install_like_colcon(REPO, tmp_path / "install" / "dsrl_real")
+    with launch_fake.install(prefixes=[prefix]) as fake:
+        if node_kwargs:
+            from launch import LaunchDescription
+            from launch_ros.actions import Node
+
+            description = LaunchDescription([Node(package="dsrl_real", executable="dsrl_real_node", **node_kwargs)])
+        else:
+            description = fake.load(prefix / "share" / "dsrl_real" / "launch" / "widowx_monkey.launch.py").generate_launch_description()
+        node = fake.run(description).node("dsrl_real")
+    return ["dsrl_real_node", *node.command_line(tmp_path)]
+
+
+@pytest.mark.parametrize("node_kwargs, names", [
+    ({}, ["dsrl_real", "interbotix_robot_manipulation"]),  # the launch file as it is: no name=
+    ({"name": "dsrl_real"}, ["dsrl_real", "dsrl_real"]),  # what it did before: -r __node:=dsrl_real renames both
+    ({"arguments": ["--ros-args", "-r", "dsrl_real:__node:=learner"]}, ["interbotix_robot_manipulation", "learner"]),
+], ids=["launch-file", "global-node-remap", "node-targeted-remap"])
+def test_our_node_and_the_interbotix_node_in_one_process_under_launch_ros_arguments(tmp_path, node_kwargs, names):
+    from dsrl_real import ros
+    from dsrl_real.config import RobotConfig
+    from dsrl_real.robots.widowx import WidowXRobot
+    from dsrl_real.sim_mocks import interbotix as fake_ix
+    from dsrl_real.sim_mocks.tabletop import Tabletop
+
+    argv = launched_argv(tmp_path, **node_kwargs)
+    with rclpy_fake.install() as fake, fake_ix.install(Tabletop("monkey", seed=0), ros=fake) as ix:
+        runtime = ros.RosRuntime.start(ros.NODE_NAME, args=argv)  # what serve() does with the process's argv
+        robot = WidowXRobot.connect(RobotConfig(kind="widowx", driver_timeout_s=5))  # creates the Interbotix node
+        seen = sorted(node.get_name() for node in fake.nodes)
+        assert ix.global_node in fake.nodes and ix.global_node.node_name == "interbotix_robot_manipulation"
+        robot.close()  # upstream robot_shutdown(): destroys the Interbotix node and shuts rclpy down
+        runtime.close()
+    assert seen == names
+    assert fake.calls_named("init")[0].kwargs["args"] == argv
+
+
+def test_the_parameters_launch_ros_writes_reach_the_node(tmp_path):
+    from dsrl_real import ros
+    from dsrl_real.ros.node import declare_parameters
+
+    argv = launched_argv(tmp_path, parameters=[{"config": "widowx_monkey", "resume": True,
+                                                "overrides": ["run.seed=1", "train.out_dir=runs/a"]}])
+    assert "--params-file" in argv  # a YAML file keyed '/**', the list dumped as !!python/tuple (launch_ros)
+    with rclpy_fake.install():
+        runtime = ros.RosRuntime.start(ros.NODE_NAME, args=argv)
+        params = declare_parameters(runtime.node)
+        runtime.close()
+    assert (params.config, params.resume, params.overrides) == ("widowx_monkey", True, ("run.seed=1", "train.out_dir=runs/a"))
+
+
+def test_the_rclpy_fake_names_nodes_as_rcl_does():
+    with rclpy_fake.install():
+        import rclpy
+        from rclpy.node import Node
+
+        rclpy.init(args=["x", "--ros-args", "-r", "__node:=all", "-r", "b:__node:=bee", "-r", "all:__ns:=/moved"])
+        assert (Node("a").get_name(), Node("a").get_namespace()) == ("all", "/moved")  # first fitting rule wins
+        assert Node("b").get_name() == "all"  # `__node:=all` comes first and fits every node
+        assert Node("c", use_global_arguments=False).get_name() == "c"
+        assert Node("d", cli_args=["--ros-args", "-r", "__node:=local"]).get_name() == "local"  # local rules first
+        assert Node("e", cli_args=["-r", "__node:=ignored"]).get_name() == "all"  # not after --ros-args: not a rule
+        with pytest.raises(NotImplementedError, match="only __node and __ns"):
+            Node("f", cli_args=["--ros-args", "-r", "chatter:=talk"])
+        rclpy.shutdown()

@@ -336,6 +336,19 @@ def test_fake_keeps_the_real_quirks(setup):
         InterbotixManipulatorXS(robot_model="wx250s")
 
 
+def test_with_the_rclpy_fake_the_global_node_is_an_rclpy_node_and_shutdown_ends_rclpy_as_upstream():
+    from dsrl_real.sim_mocks import rclpy_fake
+
+    with rclpy_fake.install() as ros, fake_ix.install(Tabletop("monkey", seed=0), ros=ros) as fake:
+        robot = WidowXRobot.connect(CFG)  # nobody called rclpy.init(): create_interbotix_global_node does
+        node = fake.global_node
+        assert ros.calls_named("init")[0].kwargs == {}
+        assert ros.nodes == [node] and (node.get_name(), node.get_namespace()) == ("interbotix_robot_manipulation", "/")
+        assert ros.logs[0] == ("interbotix_robot_manipulation", "INFO", "Initialized InterbotixRobotNode!")
+        robot.close()
+        assert node.destroyed and not ros.ok
+
+
 def test_factory_builds_the_hardware_env_from_config_with_both_fakes():
     from dsrl_real.config import CameraConfig
     from dsrl_real.factory import build_env

@@ -18,7 +18,12 @@ Same constructor arguments, method names, signatures, return values and quirks a
   the URDF position limits and against the velocity limit using the *stored* moving_time;
   `moving_time`/`accel_time` passed to a motion call are sticky;
 * measured joint states only update while the node spins, i.e. between `robot_startup()` and
-  `robot_shutdown()`; publishing after `robot_shutdown()` raises.
+  `robot_shutdown()`; publishing after `robot_shutdown()` raises;
+* with `install(sim, ros=...)` (an installed `rclpy_fake`), the global node is an rclpy node, created as
+  upstream creates it (common_robot/robot.py create_interbotix_global_node: `rclpy.init()` unless rclpy
+  is up, then `InterbotixRobotNode(node_name='interbotix_robot_manipulation')` with the process's global
+  ROS arguments, so a global `__node:=` remap renames it too), and `robot_shutdown()` destroys it and
+  shuts rclpy down. Without `ros`, a plain stand-in node.
 
 Motions are instantaneous: `blocking=True` and gripper delays never sleep, they only advance
 `fake.clock_s`, so tests stay fast.
@@ -178,6 +183,30 @@ class _FakeNode:
 
     def destroy_node(self) -> None:
         self.destroyed = True
+
+
+def _ros_node_class():
+    """`InterbotixRobotNode(rclpy.node.Node)` of interbotix_common_modules/common_robot/robot.py, on the rclpy fake."""
+    from .rclpy_fake import Node
+
+    class InterbotixRobotNode(Node):
+        def __init__(self, node_name: str = "interbotix_robot_manipulation", namespace: Optional[str] = None,
+                     *args, **kwargs):
+            self.node_name, self.namespace = node_name, namespace
+            super().__init__(node_name, *args, namespace=namespace, **kwargs)
+            self.get_logger().info("Initialized InterbotixRobotNode!")
+
+        @property
+        def destroyed(self) -> bool:
+            return self._destroyed
+
+        def logdebug(self, message: str, **kwargs): self.get_logger().debug(message, **kwargs)
+        def loginfo(self, message: str, **kwargs): self.get_logger().info(message, **kwargs)
+        def logwarn(self, message: str, **kwargs): self.get_logger().warning(message, **kwargs)
+        def logerror(self, message: str, **kwargs): self.get_logger().error(message, **kwargs)
+        def logfatal(self, message: str, **kwargs): self.get_logger().fatal(message, **kwargs)
+
+    return InterbotixRobotNode
 
 
 # ---- core -------------------------------------------------------------------------------------
@@ -612,15 +641,17 @@ class InterbotixManipulatorXS(_Checked):
 class FakeInterbotix:
     """State behind one `install()`: the simulated arm, xs_sdk, the global node and the call log."""
 
-    def __init__(self, sim: Tabletop, driver_running: bool = True):
+    def __init__(self, sim: Tabletop, driver_running: bool = True, ros=None):
         self.sim = sim
+        self.ros = ros  # an installed rclpy_fake.FakeRos: the global node is then an rclpy node
+        self.node_class = _FakeNode if ros is None else _ros_node_class()
         self.calls: list[Call] = []
         self.bots: list[InterbotixManipulatorXS] = []
         self.registers: dict[tuple[str, str, str], int] = {}
         self.operating_modes: dict[tuple[str, str], tuple] = {}
         self.torque: dict[str, bool] = {"all": True}
         self.clock_s = 0.0  # virtual time spent in blocking motions and gripper delays
-        self.global_node: _FakeNode | None = None
+        self.global_node = None  # the node_class instance create_interbotix_global_node made
         self.is_up = False  # upstream never resets this flag, even in robot_shutdown()
         self.shut_down = False
         self._cv = threading.Condition()
@@ -665,6 +696,8 @@ class FakeInterbotix:
         if node is None:
             raise NameError("name '__interbotix_global_node' is not defined")
         node.destroy_node()
+        if self.ros is not None:
+            sys.modules["rclpy"].shutdown()  # upstream: rclpy.shutdown(), which raises if rclpy is already down
         self.shut_down = True
 
     @_api_function
@@ -682,10 +715,14 @@ class FakeInterbotix:
     def interbotix_is_up(self) -> bool:
         return self.is_up
 
-    def _create_node(self, node_name: str, namespace: Optional[str]) -> _FakeNode:
+    def _create_node(self, node_name: str, namespace: Optional[str]):
         if self.global_node is not None:
             raise api.InterbotixException("Tried to create an Interbotix global node but one already exists.")
-        self.global_node = _FakeNode(node_name, namespace)
+        if self.ros is not None:
+            rclpy = sys.modules["rclpy"]  # the rclpy fake holding self.ros
+            if not rclpy.ok():
+                rclpy.init()
+        self.global_node = self.node_class(node_name=node_name, namespace=namespace)
         return self.global_node
 
     # -- the simulated driver --
@@ -751,7 +788,7 @@ class FakeInterbotix:
         for fn in ("robot_startup", "robot_shutdown", "create_interbotix_global_node",
                    "get_interbotix_global_node", "interbotix_is_up"):
             setattr(robot, fn, getattr(self, fn))
-        robot.InterbotixRobotNode = _FakeNode
+        robot.InterbotixRobotNode = self.node_class
         robot.InterbotixException = api.InterbotixException
         mods["interbotix_common_modules.common_robot.exceptions"].InterbotixException = api.InterbotixException
         return mods
@@ -763,13 +800,14 @@ class FakeInterbotix:
 
 
 @contextlib.contextmanager
-def install(sim: Tabletop, driver_running: bool = True):
+def install(sim: Tabletop, driver_running: bool = True, ros=None):
     """Register the fake under the real Interbotix module names for the duration of the block.
 
     Yields the `FakeInterbotix` (call log, driver control). On exit the previous modules (if any)
-    are restored, and constructors still waiting for the driver raise instead of hanging.
+    are restored, and constructors still waiting for the driver raise instead of hanging. `ros`: the
+    `FakeRos` of an enclosing `rclpy_fake.install()`, to make the global node an rclpy node of that process.
     """
-    fake = FakeInterbotix(sim, driver_running)
+    fake = FakeInterbotix(sim, driver_running, ros)
     mods = fake.modules()
     saved = {name: sys.modules.get(name) for name in mods}
     sys.modules.update(mods)

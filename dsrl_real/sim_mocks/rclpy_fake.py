@@ -19,7 +19,10 @@ What it keeps from the real thing (facts and sources in `ros_api.py`):
   node; a reliable subscriber never hears a best-effort publisher (the franka_ros2 convenience
   topics are best-effort, so a default-QoS subscriber gets nothing, silently);
 * `init` installs signal handlers unless told not to (recorded, not installed), `shutdown` twice
-  raises, publishing after shutdown raises, parameters from `--ros-args -p name:=value` are typed.
+  raises, publishing after shutdown raises, parameters from `--ros-args -p name:=value` are typed;
+* the ROS arguments name nodes and give them parameters as rcl does (`ros_api`, "what rcl enforces"):
+  a `-r __node:=X` given to `init` renames every node of the process, `NODE:__node:=X` only that one;
+  `--params-file` files (what launch_ros writes) apply to the nodes whose pattern fits.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import yaml
 
 from . import ros_api as api
 
@@ -363,7 +365,7 @@ class FakeRos:
         self.initialized = False
         self.shut_down = False
         self.signal_handlers: SignalHandlerOptions | None = None
-        self.parameter_overrides: dict[str, Any] = {}
+        self.global_arguments = api.RosArguments()  # from init(args=...): remaps and parameters for every node
         self.nodes: list = []
         self._cv = threading.Condition(threading.RLock())
         self._subs: list[_Endpoint] = []
@@ -685,14 +687,17 @@ class Node(_Checked):
             raise NotInitializedException("cannot create node")
         if not re.fullmatch(_TOKEN, node_name):
             raise ValueError(f"node name '{node_name}' is invalid")
-        self._ros, self._name = ros, node_name
-        self._namespace = namespace or "/"
-        self._overrides = dict(ros.parameter_overrides)
+        local = _parse_ros_args(list(cli_args or ()))
+        global_ = ros.global_arguments if use_global_arguments else None
+        name, namespace = api.remap_node(local, global_, node_name, namespace or "/")
+        self._ros, self._name, self._namespace = ros, name, namespace
+        self._overrides = api.node_parameters([a for a in (global_, local) if a is not None],
+                                              namespace.rstrip("/") + "/" + name)
         self._overrides.update({p.name: p.value for p in parameter_overrides or ()})
         self._parameters: dict[str, Parameter] = {}
         self._subscriptions: list[_Endpoint] = []
         self._publishers: list[Publisher] = []
-        self._logger = RcutilsLogger(ros, node_name)
+        self._logger = RcutilsLogger(ros, ".".join([*filter(None, namespace.split("/")), name]))  # rcl: ns.name
         self._clock = Clock(ros)
         self._destroyed = False
         self.executor = None
@@ -1072,21 +1077,16 @@ class ActionClient(_Checked):
 
 
 # ---- module functions -------------------------------------------------------------------------
-def _parse_ros_args(args: list[str]) -> dict[str, Any]:
-    """`--ros-args -p name:=value` (values parsed as YAML, like rcl does)."""
-    overrides, in_ros = {}, False
-    it = iter(args)
-    for arg in it:
-        if arg == "--ros-args":
-            in_ros = True
-        elif arg == "--":
-            in_ros = False
-        elif in_ros and arg in ("-p", "--param"):
-            name, sep, raw = next(it, "").partition(":=")
-            if not sep:
-                raise RCLError(f"Couldn't parse parameter override rule: '-p {name}'")
-            overrides[name] = yaml.safe_load(raw) if raw else ""
-    return overrides
+def _parse_ros_args(args: list[str]) -> api.RosArguments:
+    """`--ros-args` as rcl reads them (ros_api.parse_ros_arguments); the fake renames nodes but routes no topics."""
+    try:
+        parsed = api.parse_ros_arguments(args)
+    except ValueError as err:
+        raise RCLError(str(err)) from None
+    unsupported = [rule for rule in parsed.remaps if rule.source not in ("__node", "__ns")]
+    if unsupported:
+        raise NotImplementedError(f"The rclpy fake applies only __node and __ns remap rules, not {unsupported}.")
+    return parsed
 
 
 def _functions(ros: FakeRos) -> dict[str, Callable]:
@@ -1102,7 +1102,7 @@ def _functions(ros: FakeRos) -> dict[str, Callable]:
     def init(*, args=None, context=None, domain_id=None, signal_handler_options=None):
         if ros.ok:
             raise RuntimeError("Context.init() must only be called once")
-        ros.parameter_overrides = _parse_ros_args(list(sys.argv if args is None else args))
+        ros.global_arguments = _parse_ros_args(list(sys.argv if args is None else args))
         ros.signal_handlers = SignalHandlerOptions.ALL if signal_handler_options is None else signal_handler_options
         ros.initialized, ros.shut_down = True, False
 
