@@ -40,22 +40,29 @@ and `terminated` / `truncated` those of the last one; near an episode's end fewe
 n_step = 1 this is the plain transition (`bootstrap_steps` 1).
 
 Sampling is uniform with replacement over available transitions and a deterministic function of
-the rng and the buffer contents; `save`/`load` round-trips exactly (npz written to a temp file and
-os.replace'd into place), so a resumed run draws the same next batch.
+the rng and the buffer contents; `save`/`load` round-trips exactly (npz written to a temp file,
+fsync'd and os.replace'd into place), so a resumed run draws the same next batch.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 from .storage import atomic_file
 
 FORMAT = "dsrl_real.replay.v1"
+
+
+class ReplayFileError(UserError, ValueError):
+    """A replay buffer file that cannot be read; the message names it."""
 
 
 class ReplayBuffer:
@@ -276,14 +283,27 @@ class ReplayBuffer:
         return path
 
     def load(self, path: str | Path) -> None:
-        """Replace this buffer's contents with the file's (its capacity included)."""
+        """Replace this buffer's contents with the file's (its capacity included); a file that cannot
+        be read (truncated, corrupt, not a buffer) raises `ReplayFileError` and changes nothing."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"No replay buffer file at '{path}'; check the path or start with an empty buffer.")
+        fresh = type(self)(2)
+        try:
+            fresh._read(path)
+        except ReplayFileError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, TypeError, ValueError, OSError) as err:
+            raise ReplayFileError(f"The replay buffer file '{path}' is truncated or corrupt ({type(err).__name__}); "
+                                  "restore it from a copy.") from err
+        self.__dict__.update(fresh.__dict__)
+
+    def _read(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"'{path}' is not a dsrl_real replay buffer (format {meta.get('format')!r}).")
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+                raise ReplayFileError(f"'{path}' is not a dsrl_real replay buffer (format {found!r}).")
             self.capacity = int(meta["capacity"])
             self._ptr, self._size = int(meta["ptr"]), int(meta["size"])
             self._next_episode_id = int(meta["next_episode_id"])

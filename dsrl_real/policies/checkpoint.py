@@ -1,5 +1,7 @@
 """Policy checkpoints: one msgpack file carrying the parameters, the architecture config, the
-normalisation statistics and (optionally) the training state to resume from. Written atomically."""
+normalisation statistics and (optionally) the training state to resume from. Written atomically,
+with a sha256 of its contents inside, so a flipped bit is refused with a sentence naming the file
+(files saved before the checksum existed still load)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from flax import serialization
 
 from ..config import PolicyConfig
 from ..errors import UserError
-from ..storage import read_msgpack, write_atomic
+from ..storage import read_msgpack, write_checked_msgpack
 from .diffusion import DiffusionPolicy, Normalization
 
 FORMAT = "dsrl_real.diffusion_policy.v1"
@@ -34,7 +36,7 @@ def save_policy(path: str | Path, policy: DiffusionPolicy, training: dict[str, A
     if training is not None:
         payload["training"] = jax.device_get(training)
     path = Path(path)
-    write_atomic(path, serialization.msgpack_serialize(payload))
+    write_checked_msgpack(path, payload)
     return path
 
 
