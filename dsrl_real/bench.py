@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -213,7 +212,7 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episode
     evaluations `curve_episodes`. The runs go one after the other: each already keeps both cores busy
     (side by side in single-threaded workers, measured on 2 cores, they took longer in total)."""
     from .config import load_config
-    from .metrics import plot_learning_curve
+    from .metrics import plot_learning_curve, read_records
     from .pipeline import base_success, pretrain_from_demos
     from .train import DSRLTrainer
 
@@ -238,7 +237,7 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episode
         result[label] = {"base_success_rate": result["base_success_rate"], "final_success_rate": run["final_success_rate"],
                          "final_ci95": run["final_ci95"], "env_steps": run["env_steps"],
                          "wall_s": round(time.perf_counter() - run_start, 1)}
-        curves += [r for r in map(json.loads, (out / label / "metrics.jsonl").read_text().splitlines()) if r["kind"] in ("eval", "final_eval")]
+        curves += [r for r in read_records(out / label / "metrics.jsonl") if r["kind"] in ("eval", "final_eval")]
     result["learning_curve"] = str(plot_learning_curve(curves, out / "learning_curve.png", "monkey, sparse success reward"))
     result["wall_s"] = round(time.perf_counter() - start, 1)
     return result
