@@ -11,6 +11,12 @@ in the buffer (rewards shaped by reward.form), then runs its gradient steps (JAX
 The next episode starts only when they are done, so with simulator truth (scored inline) the run is
 a deterministic function of its seed.
 
+The run folder (train.out_dir) has one writer: the trainer holds its lock (runlock.py) while it
+runs or evaluates, recording on or off, and a fresh run refuses a folder holding an earlier run's
+files. Checkpoints (checkpoints.py) are verified when resumed, falling back to the previous one. An
+episode's metrics record is written once the checkpoint holding it is safe, and that checkpoint
+carries the record, so a crash or a full disk anywhere neither loses nor repeats it.
+
 Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
 backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
 recorded runs into the replay buffer first: see train_recording.py.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -30,23 +37,26 @@ from typing import Any
 
 import numpy as np
 
+from . import checkpoints
 from .agent import DSRLAgent
+from .checkpoints import LATEST
 from .config import Config, ConfigError
 from .env import RobotEnv, image_key
 from .factory import build_env
 from .metrics import MetricsLogger, plot_learning_curve
 from .policies import BasePolicy, load_base_policy
-from .policies.checkpoint import check_fits
+from .policies.checkpoint import CheckpointError, check_fits
 from .recording import EpisodeRecording, RunRecorder
 from .replay import ReplayBuffer
 from .rewards.base import RewardBackend
 from .rewards.registry import build_reward_backend
 from .rewards.scoring import EmergencyStop, EpisodeMonitor, RewardRuntime, ScoredEpisode
 from .rollout import EVAL_SEED, success_summary
+from .runlock import RunLock
 from .storage import write_atomic
 from .train_recording import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
 
-LATEST = "LATEST"
+log = logging.getLogger("dsrl_real.train")
 LEARNER_THREAD = "dsrl-learner"  # ros/node.py waits for it by this name before its own checkpoint
 
 
@@ -207,7 +217,6 @@ class FinishedEpisode:
     env_steps: int  # env steps so far, this episode included
     record: int | None = None  # its index in the recording
     stored: bool = False  # in the replay buffer (set by the learner)
-    logged: bool = False  # in metrics.jsonl
 
 
 # ---- the trainer ---------------------------------------------------------------------------------
@@ -258,6 +267,11 @@ class DSRLTrainer:
         self.next_eval = cfg.train.eval_every_steps
         self.label = "sac_action_space" if cfg.train.action_space_baseline else agent_cfg.algorithm
         self.logger: MetricsLogger | None = None
+        self._run_lock: RunLock | None = None  # the run folder, while this trainer writes into it
+        # metrics.jsonl records that wait for the checkpoint holding their episode (see _settle), and
+        # the records of the checkpoint a resume started from (appended where the file lacks them)
+        self._unlogged: list[dict] = []
+        self._restored_records: list[dict] = []
 
     # -- noise sources -----------------------------------------------------------------------------
     def _warm_noise(self, features: np.ndarray) -> np.ndarray:
@@ -321,7 +335,8 @@ class DSRLTrainer:
         if self._recording is not None or not self.cfg.train.record:
             return False
         meta = run_meta(self.cfg, self.reward_label, self.label, self.shadows.names, self.policy.chunk_size)
-        self._recording = RunRecording(self.out_dir, [cam.name for cam in self.env.cameras], self.env.control_hz, meta)
+        self._recording = RunRecording(self.out_dir, [cam.name for cam in self.env.cameras], self.env.control_hz, meta,
+                                       run_lock=self._run_lock)
         self.recorder = self._recording.recorder
         return True
 
@@ -361,6 +376,10 @@ class DSRLTrainer:
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, episodes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
         """The actor's mean noise (deterministic) on fixed evaluation scenes; each trial recorded as kind eval."""
+        with self._writing("an evaluation"):
+            return self._evaluate(episodes, seed)
+
+    def _evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
         opened = self._open_recording()
         try:
             successes = 0
@@ -377,55 +396,132 @@ class DSRLTrainer:
             if opened:
                 self._close_recording()
 
+    # -- the run folder ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self, purpose: str):
+        """Hold the run folder (one writer per folder, runlock.py) unless this trainer already does."""
+        if self._run_lock is not None:
+            yield
+            return
+        self._run_lock = RunLock.acquire(self.out_dir, purpose, "choose another train.out_dir", ConfigError)
+        try:
+            yield
+        finally:
+            lock, self._run_lock = self._run_lock, None
+            lock.release()
+
+    def _refuse_earlier_run(self) -> None:
+        """A fresh run never writes into a folder holding an earlier run's files."""
+        found = checkpoints.earlier_run_files(self.out_dir)
+        if not found:
+            return
+        if checkpoints.listed(self.out_dir):
+            raise ConfigError(f"'{self.out_dir}' already holds a run; pass --resume to continue it or choose another train.out_dir.")
+        raise ConfigError(f"'{self.out_dir}' already holds an earlier run's files ({', '.join(found)}) and no checkpoint "
+                          "to continue from; choose another train.out_dir.")
+
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """agent + buffer + counters + random streams in a fresh folder; LATEST then points at it."""
-        folder = self.out_dir / "checkpoints" / f"episode_{self.episodes:06d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.agent.save(folder / "agent.msgpack")
-        self.buffer.save(folder / "replay.npz")
+        """A checkpoint now (e.g. after a stop): see `checkpoints.save`. Records waiting for it are logged."""
+        with self._writing("a checkpoint save"):
+            records = self._unlogged
+            folder = self._save_checkpoint(records)
+            self._unlogged = []
+            if self.logger is not None:
+                for record in records:
+                    self.logger.write(record)
+            return folder
+
+    def _save_checkpoint(self, records: list[dict]) -> Path:
+        """agent + buffer + counters + random streams, and the metrics records this checkpoint makes
+        safe (a resume appends those the metrics file lacks), in checkpoints/episode_NNNNNN."""
         counters = {"episodes": self.episodes, "env_steps": self.env_steps, "next_eval": self.next_eval,
-                    "sample_rng": self.sample_rng.bit_generator.state, "warm_rng": self.warm_rng.bit_generator.state}
-        write_atomic(folder / "counters.json", json.dumps(counters).encode())
-        write_atomic(self.out_dir / LATEST, folder.name.encode())
-        for old in sorted((self.out_dir / "checkpoints").glob("episode_*"))[:-2]:  # keep the last two
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
-        return folder
+                    "sample_rng": self.sample_rng.bit_generator.state, "warm_rng": self.warm_rng.bit_generator.state,
+                    "records": records}
+
+        def write_files(folder: Path) -> None:
+            self.agent.save(folder / "agent.msgpack")
+            self.buffer.save(folder / "replay.npz")
+            write_atomic(folder / "counters.json", json.dumps(counters).encode())
+
+        try:
+            return checkpoints.save(self.out_dir, self.episodes, write_files)
+        except OSError as err:  # a full disk (ENOSPC, EFBIG), a read-only or vanished folder
+            raise CheckpointError(f"Writing the checkpoint of episode {self.episodes} into '{self.out_dir / 'checkpoints'}' "
+                                  f"failed ({err.strerror or err}); the earlier checkpoints are intact: free the space, then "
+                                  "run again with --resume to continue from the last one.") from err
 
     def restore(self) -> bool:
-        pointer = self.out_dir / LATEST
-        if not pointer.is_file():
+        """Load the newest usable checkpoint; False when the folder has none. A corrupt checkpoint
+        (its manifest names the file) is skipped for the one before it, with a log line."""
+        folders = checkpoints.listed(self.out_dir)
+        if not folders:
+            if (self.out_dir / LATEST).exists():
+                raise CheckpointError(f"'{self.out_dir / LATEST}' exists but '{self.out_dir / 'checkpoints'}' holds no "
+                                      "checkpoint; choose another train.out_dir to start a new run (this folder stays as it is).")
             return False
-        folder = self.out_dir / "checkpoints" / pointer.read_text().strip()
+        problems = []
+        for folder in folders:
+            problem = checkpoints.problem(folder) or self._load_checkpoint(folder)
+            if problem is None:
+                break
+            problems.append(problem)
+        else:
+            raise CheckpointError(f"No checkpoint in '{self.out_dir / 'checkpoints'}' can be resumed ({'; '.join(problems)}); "
+                                  "restore the files from a backup, or choose another train.out_dir to start a new run "
+                                  "(this folder stays as it is).")
+        if problems:
+            log.warning(f"Resuming from the checkpoint {folder} instead ({'; '.join(problems)}); the episodes after "
+                        f"episode {self.episodes} run again.")
+        note = checkpoints.pointer_note(self.out_dir, folder)
+        if note:
+            log.warning(note)
+        return True
+
+    def _load_checkpoint(self, folder: Path) -> str | None:
+        """Load one checkpoint folder; None, or what is wrong with it (one clause naming the file)."""
+        name = "counters.json"
         try:
-            counters = json.loads((folder / "counters.json").read_text())
-            self.agent.load(folder / "agent.msgpack")
-            self.buffer.load(folder / "replay.npz")
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"The checkpoint in '{folder}' cannot be read ({err}); delete {pointer} to start over.") from err
+            counters = json.loads((folder / name).read_text())
+            keys = ("episodes", "env_steps", "next_eval", "sample_rng", "warm_rng")
+            missing = [k for k in keys if k not in counters]
+            if missing:
+                raise ValueError(f"it lacks {', '.join(missing)}")
+            name = "agent.msgpack"
+            self.agent.load(folder / name)
+            name = "replay.npz"
+            self.buffer.load(folder / name)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            detail = str(err).split(";")[0].rstrip(".")
+            return f"{folder.name}/{name} cannot be loaded ({type(err).__name__}: {detail})"
         self.episodes, self.env_steps, self.next_eval = counters["episodes"], counters["env_steps"], counters["next_eval"]
         self.sample_rng.bit_generator.state = counters["sample_rng"]
         self.warm_rng.bit_generator.state = counters["warm_rng"]
-        return True
+        self._restored_records = list(counters.get("records", []))
+        self._unlogged = []
+        return None
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False, progress=None) -> dict[str, Any]:
-        if resume:
-            if not self.restore():
-                raise ConfigError(f"Nothing to resume in '{self.out_dir}'; run without --resume to start.")
-        elif (self.out_dir / LATEST).exists():
-            raise ConfigError(f"'{self.out_dir}' already holds a run; pass --resume to continue it or choose another train.out_dir.")
-        self._open_recording()  # also seals an episode a crash left in progress, as partial
-        try:
-            return self._run(resume, progress)
-        finally:
-            self._close_recording()
+        with self._writing("a training run"):
+            if resume:
+                if not self.restore():
+                    if checkpoints.earlier_run_files(self.out_dir):
+                        self._refuse_earlier_run()
+                    raise ConfigError(f"Nothing to resume in '{self.out_dir}'; run without --resume to start.")
+            else:
+                self._refuse_earlier_run()
+            self._open_recording()  # also seals an episode a crash left in progress, as partial
+            try:
+                return self._run(resume, progress)
+            finally:
+                self._close_recording()
 
     def _run(self, resume: bool, progress) -> dict[str, Any]:
         cfg = self.cfg.train
         self.logger = MetricsLogger(self.out_dir, cfg.wandb, config=dataclasses.asdict(self.cfg))
+        if resume:
+            self.logger.ensure_logged(self._restored_records)
         task = progress.add_task(f"{self.label}", total=cfg.env_steps, completed=self.env_steps) if progress else None
         finished: FinishedEpisode | None = None  # the latest episode, its score on the way; None right after a (re)start
         try:
@@ -441,9 +537,8 @@ class DSRLTrainer:
                     obs, info = self.env.reset(seed=self.cfg.run.seed + self.episodes)
                 finally:  # even when the reset fails (an emergency stop), the learner finishes first
                     self._join_learner()
-                    if finished is not None and finished.stored:
-                        self._log_episode(finished, learner_out)
-                        finished = None
+                    if "error" not in learner_out:
+                        finished = self._settle(finished, learner_out)
                 if "error" in learner_out:
                     raise learner_out["error"]
                 warm = self.episodes < cfg.warm_start_episodes
@@ -492,11 +587,12 @@ class DSRLTrainer:
         self._absorb_learn_checkpoint(None if finished is None or finished.stored else finished, out, force=True)
         if "error" in out:
             raise out["error"]
-        self._log_episode(finished, out)
+        self._settle(finished, out)
 
     def _absorb_learn_checkpoint(self, finished: FinishedEpisode | None, out: dict, force: bool = False) -> None:
         """The learner's part of a cycle: the finished episode enters the buffer once its score is in,
-        then its gradient steps run, then the checkpoint. Runs beside the scene reset."""
+        then its gradient steps run, then the checkpoint, which also holds the episode's metrics
+        record (out["record"]; out["safe"]: the records the checkpoint holds). Runs beside the scene reset."""
         try:
             if finished is not None:
                 cfg = self.cfg.train
@@ -508,24 +604,44 @@ class DSRLTrainer:
                     len(self.buffer) if n == cfg.warm_start_episodes else len(finished.ep.chunks)) * cfg.updates_per_chunk
                 if updates:
                     out["metrics"] = self._learn(updates)
+                out["record"] = self._episode_record(finished, scored, out.get("metrics", {}))
             every = self.cfg.train.checkpoint_every_episodes
             if self.episodes and (force or (every and self.episodes % every == 0)):
-                self.save_checkpoint()
+                records = self._unlogged + ([out["record"]] if "record" in out else [])
+                self._save_checkpoint(records)
+                out["safe"] = records
         except BaseException as err:  # surfaced in the main thread
             out["error"] = err
 
-    def _log_episode(self, finished: FinishedEpisode | None, out: dict) -> None:
-        if finished is None or finished.logged or not finished.stored:
-            return
-        finished.logged = True
-        ep, scored = finished.ep, finished.scored.result()
+    def _episode_record(self, finished: FinishedEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
+        ep = finished.ep
         record = {} if finished.record is None else {"record": finished.record}
-        self.logger.log("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
-                        episode_return=float(np.sum(scored.rewards)),
-                        success=ep.success if ep.truth else bool(scored.score.success or ep.success),
-                        length=ep.env_steps, warm_start=finished.warm_start, end=ep.end_reason,
-                        detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
-                        reward_wait_s=round(ep.reward_wait_s, 4), **record, **out.get("metrics", {}))
+        return MetricsLogger.record("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
+                                    episode_return=float(np.sum(scored.rewards)),
+                                    success=ep.success if ep.truth else bool(scored.score.success or ep.success),
+                                    length=ep.env_steps, warm_start=finished.warm_start, end=ep.end_reason,
+                                    detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
+                                    reward_wait_s=round(ep.reward_wait_s, 4), **record, **metrics)
+
+    def _settle(self, finished: FinishedEpisode | None, out: dict) -> FinishedEpisode | None:
+        """After a learner cycle that succeeded: log the records its checkpoint made safe, or keep the
+        episode's record until the checkpoint that will hold it. An episode is in metrics.jsonl only
+        once a checkpoint holds it, so a resume never logs it twice. Returns `finished` while it
+        still waits for the learner."""
+        if "safe" in out:
+            for record in out["safe"]:
+                self.logger.write(record)
+            self._unlogged = []
+        elif "record" in out:
+            self._log_later(out["record"])
+        return None if finished is None or finished.stored else finished
+
+    def _log_later(self, record: dict) -> None:
+        """Log `record` with the next checkpoint (at once when checkpoints are only written at the end)."""
+        if self.cfg.train.checkpoint_every_episodes:
+            self._unlogged.append(record)
+        else:
+            self.logger.write(record)
 
     def close(self) -> None:
         """Write the labels still being computed and release the recording, then the reward backends
@@ -538,7 +654,11 @@ class DSRLTrainer:
 
     def _log_eval(self) -> None:
         result = self.evaluate(self.cfg.train.eval_episodes)
-        self.logger.log("eval", self.env_steps, label=self.label, env_steps=self.env_steps, **result)
+        record = MetricsLogger.record("eval", self.env_steps, label=self.label, env_steps=self.env_steps, **result)
+        if self.episodes:
+            self._log_later(record)  # after the checkpoint that follows it: a resume before it evaluates again
+        else:
+            self.logger.write(record)  # the base policy's: nothing to resume before the first checkpoint
 
     def _plot(self) -> None:
         records = [r for r in self.logger.records("eval") + self.logger.records("final_eval")]

@@ -47,6 +47,7 @@ from .rewards.base import EpisodeClip, EpisodeScore, RewardBackend
 from .rewards.registry import BACKENDS
 from .rewards.scoring import HUMAN_BACKENDS, BackgroundScorer, EpisodeMonitor, ScoredEpisode
 from .rewards.shaping import progress_deltas, shape_rewards
+from .runlock import RunLock
 
 log = logging.getLogger("dsrl_real.train")
 HUMAN_LABEL = "human"
@@ -125,11 +126,12 @@ class StepRows:
 
 # ---- the run's recorder and its late labels ------------------------------------------------------
 class RunRecording:
-    """The trainer's `RunRecorder`, with labels written when they arrive, from any thread."""
+    """The trainer's `RunRecorder`, with labels written when they arrive, from any thread; `run_lock`:
+    the trainer's hold on the run folder, which the recorder shares (one writer per folder)."""
 
-    def __init__(self, run_dir: str | Path, cameras: list[str], fps: float, meta: dict):
+    def __init__(self, run_dir: str | Path, cameras: list[str], fps: float, meta: dict, run_lock: RunLock | None = None):
         try:
-            self.recorder = RunRecorder(run_dir, cameras, fps, meta)
+            self.recorder = RunRecorder(run_dir, cameras, fps, meta, run_lock=run_lock)
         except RecordingError as err:
             raise ConfigError(str(err)) from err
         self._lock = threading.Lock()  # the recorder's episode list changes in one thread at a time

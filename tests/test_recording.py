@@ -211,7 +211,7 @@ def test_reopening_a_run_continues_it_and_refuses_other_cameras_or_a_second_writ
         ep = rec.begin_episode("demo", 0, "pull the drawer out")
         ep.add_step(action=np.zeros(7, np.float32))
         ep.finish(True, True, False, {})
-        with pytest.raises(RecordingError, match="Another process is recording into"):
+        with pytest.raises(RecordingError, match=r"is in use by a recorder \(pid \d+ on .*\); stop it first or choose another run directory\.$"):
             RunRecorder(tmp_path, ["wrist"], 5.0)
     with pytest.raises(RecordingError, match=r"was recorded with cameras \['wrist'\] at 5.0 Hz"):
         RunRecorder(tmp_path, ["third_person"], 5.0)

@@ -13,12 +13,11 @@ One row per observation: row t holds o_t, the action taken from it and what that
 the OS as it is added and every frame encoded as it arrives, so a SIGKILL loses at most the step
 in flight; reopening the run directory seals such an episode as `partial`. A `with` block around
 an episode seals it as partial on an exception (Ctrl-C included). Sealed episodes and the meta
-files are only ever replaced atomically.
+files are only ever replaced atomically. A run directory has one writer at a time (runlock.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
 import time
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..runlock import RunLock
 from ..storage import atomic_file
 from .columns import StepStream, column_shape, feature_dtype, flatten_step, read_stream_dir
 from .labels import score_label
@@ -56,7 +56,7 @@ AUTO_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_inde
 
 class RunRecorder:
     def __init__(self, run_dir: str | Path, cameras: list[str], fps: float, meta: dict | None = None, *,
-                 background_encoding: bool = True, crf: int = 23, max_queued_frames: int = 64):
+                 background_encoding: bool = True, crf: int = 23, max_queued_frames: int = 64, run_lock: RunLock | None = None):
         if fps <= 0:
             raise RecordingError(f"The recording rate must be positive, got fps={fps}.")
         if len(set(cameras)) != len(cameras):
@@ -66,13 +66,15 @@ class RunRecorder:
             raise RecordingError(f"Camera names {bad} would not make file names; use letters, digits, '_' and '-'.")
         self.layout = Layout(Path(run_dir))
         self.cameras, self.fps, self.crf = list(cameras), float(fps), crf
-        self.layout.meta.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.layout.lock, "a")  # noqa: SIM115 - held for the recorder's lifetime
+        # One writer per run folder (runlock.py); a caller that already holds the folder (the
+        # trainer, which writes its checkpoints and metrics there too) passes its lock in.
+        self._own_lock = run_lock is None
+        self._run_lock = run_lock or RunLock.acquire(run_dir, "a recorder", "choose another run directory", RecordingError)
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            self._lock.close()
-            raise RecordingError(f"Another process is recording into '{run_dir}'; stop it or choose another run directory.") from err
+            self.layout.meta.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            self._release_lock()
+            raise
         self._worker = FrameWorker(max_queued_frames) if background_encoding else None
         self._active: EpisodeRecording | None = None
         try:
@@ -261,9 +263,11 @@ class RunRecorder:
         if self._worker is not None:
             self._worker.close()
             self._worker = None
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._own_lock:
+            self._run_lock.release()
 
     def __enter__(self) -> RunRecorder:
         return self
