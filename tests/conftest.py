@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny trainer on the simulator, and a fingerprint of every file in a folder."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from dsrl_real.runlock import LOCK_FILE
+
+# A tiny DSRL run: no cameras, a scaled-noise base policy, 12-step episodes of 3 chunks, 2 warm-start episodes.
+FAST_TRAIN = ["cameras=[]", "policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled",
+              "train.eval_episodes=2", "train.eval_every_steps=100000", "train.warm_start_episodes=2", "agent.hidden_dim=32",
+              "agent.batch_size=16", "agent.utd=2", "task.max_steps=12"]
+
+
+@pytest.fixture
+def fast_trainer():
+    """`fast_trainer(out_dir, *overrides, policy=None)`: a DSRLTrainer of the tiny run writing into out_dir."""
+    from dsrl_real.config import load_config
+    from dsrl_real.train import DSRLTrainer
+
+    made = []
+
+    def make(out_dir, *overrides, policy=None):
+        trainer = DSRLTrainer(load_config(overrides=[*FAST_TRAIN, f"train.out_dir={out_dir}", *overrides]), policy=policy)
+        made.append(trainer)
+        return trainer
+
+    yield make
+    for trainer in made:
+        trainer.close()
+
+
+def file_hashes(folder: str | Path) -> dict[str, str]:
+    """sha256 of every file under `folder` by relative path; the run folder's lock file is left out
+    (it holds whoever writes now, not data)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
+
+
+@pytest.fixture
+def hashes():
+    return file_hashes
