@@ -131,7 +131,7 @@ THROUGHPUT_CRITICS, THROUGHPUT_LAYERS, THROUGHPUT_UTD = 2, 3, 20
 
 
 def _dsrl_steps_per_s(hidden: int, batch: int, obs_dim: int, noise_shape: tuple[int, int], seconds: float) -> float:
-    from .agent import DSRLAgent
+    from .agents.dsrl import DSRLAgent
     from .config import AgentConfig
 
     cfg = AgentConfig(hidden_dim=hidden, num_layers=THROUGHPUT_LAYERS, num_critics=THROUGHPUT_CRITICS, activation="tanh",

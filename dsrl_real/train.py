@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoints
-from .agent import DSRLAgent
+from .agents.dsrl import DSRLAgent
 from .checkpoints import LATEST
 from .config import Config, ConfigError
 from .env import RobotEnv, image_key

@@ -5,7 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from dsrl_real.agent import DSRLAgent, backup_subset, tanh_gaussian_log_prob, tanh_gaussian_sample, td_target
+from dsrl_real.agents.dsrl import DSRLAgent
+from dsrl_real.agents.dsrl.distributions import tanh_gaussian_log_prob, tanh_gaussian_sample
+from dsrl_real.agents.dsrl.losses import backup_subset, td_target
 from dsrl_real.config import AgentConfig, ConfigError
 
 OBS, SHAPE = 3, (2, 3)

@@ -10,9 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dsrl_real.agent import DSRLAgent, tanh_gaussian_sample
+from dsrl_real.agents.dsrl import DSRLAgent
+from dsrl_real.agents.dsrl.batches import prepare
+from dsrl_real.agents.dsrl.distributions import tanh_gaussian_sample
+from dsrl_real.agents.dsrl.encoder import ImageEncoder, augment, random_shift
+from dsrl_real.agents.dsrl.spec import hyperparams
+from dsrl_real.agents.dsrl.updates import actor_update
 from dsrl_real.config import AgentConfig, ConfigError
-from dsrl_real.encoders import ImageEncoder, augment, random_shift
 from dsrl_real.policies.examples import ScaledNoisePolicy
 
 OBS, SHAPE, D = 7 + 6, (4, 7), 28
@@ -81,8 +85,8 @@ def shifted(agent, frames_by_key, which):
 def test_encoder_output_and_the_agents_shapes():
     rng = np.random.default_rng(0)
     agent = make_agent()
-    assert agent.image_keys == ("front_image", "wrist_image") and agent.obs_dim == OBS and agent.core.net_dim == OBS + 2 * 8
-    assert isinstance(agent.core.encoder, ImageEncoder)
+    assert agent.image_keys == ("front_image", "wrist_image") and agent.obs_dim == OBS and agent.programs.model.inputs.dim == OBS + 2 * 8
+    assert isinstance(agent.programs.model.inputs.encoder, ImageEncoder)
     features, images = rng.normal(size=(B, OBS)).astype(np.float32), frames(rng)
     net_in = np.asarray(agent._net_features(features, images))
     np.testing.assert_array_equal(net_in[:, :OBS], features)  # the vector features, then 8 per camera
@@ -155,16 +159,16 @@ def test_the_critic_trains_the_encoder_and_the_actor_does_not(algorithm):
 def test_the_actors_gradient_with_respect_to_the_encoder_is_zero():
     agent = make_agent()
     agent.update(batch(np.random.default_rng(4)))  # away from the initial parameters
-    core, state, hp = agent.core, agent._state, agent._hp()
-    step = {k: jnp.asarray(v) for k, v in agent._prepare(batch(np.random.default_rng(5))).items()}
+    model, state, hp = agent.programs.model, agent._state, hyperparams(agent.cfg)
+    step = {k: jnp.asarray(v) for k, v in prepare(agent.spec, batch(np.random.default_rng(5))).items()}
 
     @jax.jit
     def actor_loss_grad(encoder):  # the actor's part of a gradient step, as the step computes it
         def actor_loss(encoder):
             s = {**state, "encoder": encoder}
-            images = core._encoded(s, step)[2]
-            features = core._actor_features(s, step["features"], images)
-            return core._actor_alpha_step(s, features, jax.random.PRNGKey(0), "critic", hp)[1]["actor_loss"]
+            images = model.inputs.for_training(s, step).images
+            features = model.inputs.for_actor(s, step["features"], images)
+            return actor_update(model, s, features, jax.random.PRNGKey(0), s["critic"], hp)[1]["actor_loss"]
 
         return jax.value_and_grad(actor_loss)(encoder)
 
@@ -197,7 +201,7 @@ def test_target_encoder_follows_by_polyak_and_the_td_target_reads_the_shifted_ne
     np.testing.assert_allclose(info["next_log_prob"], logp, rtol=1e-5, atol=1e-4)
     next_q = before.q_values(b["next_features"], w, target=True, images=next_frames)
     np.testing.assert_allclose(info["next_q"], next_q, rtol=1e-5, atol=1e-6)
-    online = before.core.apply_critic_jit(old["target_critic"], before._net_features(b["next_features"], next_frames), jnp.asarray(w))
+    online = before.programs.apply_critic(old["target_critic"], before._net_features(b["next_features"], next_frames), jnp.asarray(w))
     assert np.max(np.abs(np.asarray(online) - next_q)) > 1e-4  # the online encoder would give another target
     unshifted = before.q_values(b["next_features"], w, target=True, images=b["next_obs"])
     assert np.max(np.abs(unshifted - next_q)) > 1e-4  # and so would the frames without the shift
@@ -231,8 +235,8 @@ def test_frames_reach_the_jitted_step_as_the_uint8_arrays_sampled(monkeypatch):
                         rng.normal(size=T), False, True)
     agent = make_agent()
     seen = []
-    real_step = agent.core.sac_step_jit
-    monkeypatch.setattr(agent.core, "sac_step_jit", lambda state, step, hp: (seen.append(step), real_step(state, step, hp))[1])
+    real_step = agent.programs.sac_step
+    monkeypatch.setattr(agent.programs, "sac_step", lambda state, step, hp: (seen.append(step), real_step(state, step, hp))[1])
     sampled = buf.sample(B, rng, num_batches=2)
     agent.update(sampled)
     assert len(seen) == 2 and agent.step == 2

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from dsrl_real.agent import DSRLAgent
+from dsrl_real.agents.dsrl import DSRLAgent
 from dsrl_real.config import AgentConfig
 
 DATA = Path(__file__).parent / "data"

@@ -1,11 +1,8 @@
-"""The DSRL agent's own image encoder (`agent.features=observation` with cameras) and DrQ's random shift.
+"""The agent's own image encoder (`agent.features=observation` with cameras) and DrQ's random shift.
 
-Pixel SAC as in SAC-AE (Yarats et al. 2019) and DrQ (Kostrikov et al. 2020): per camera a small
-strided CNN (the base policy's `ConvEncoder`: stride-2 3x3 convs, uint8 frames converted to float
-inside), then Linear -> LayerNorm -> tanh to `dim` features; the cameras' features are concatenated.
-Frames enter as uint8 and become float only inside the jitted programs. How the agent trains it
-(critic loss only, stop-gradient for the actor, a Polyak target encoder) is in `agent.py`.
-"""
+Pixel SAC as in SAC-AE (Yarats et al. 2019) and DrQ (Kostrikov et al. 2020): per camera the base policy's
+strided CNN, then Linear -> LayerNorm -> tanh; the cameras' features concatenated. How the agent trains
+it (critic loss only, a Polyak target encoder) is in `inputs.py`."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .policies.diffusion import ConvEncoder
+from ...policies.diffusion import ConvEncoder
 
 AUGMENTATIONS = ("shift", "none")
 
