@@ -1,5 +1,5 @@
 """What the learned reward backends share to load a Hugging Face model: lazy torch / transformers imports,
-checkpoint location (local directory or Hub id), device choice."""
+checkpoint location (local directory or Hub id), device choice, and the UserError a model that cannot be loaded raises."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import UserError
+
 INSTALL_HINT = 'pip install "dsrl_real[rewards]"'
 _KEEP_ALIVE: list = []  # torch.library registrations made here live as long as the process
+
+
+class RewardModelError(UserError, OSError):
+    """A reward model, or a part of it such as its processor, that cannot be found or loaded as it is."""
+
+
+class RewardModelNotFoundError(RewardModelError, FileNotFoundError):
+    """A local model folder that does not exist."""
 
 
 def import_torch() -> ModuleType:
@@ -72,7 +82,8 @@ def default_dtype(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
+    """Whether `name` is meant as a local folder rather than a Hub id (owner/name)."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
 
 
@@ -81,18 +92,18 @@ def resolve_checkpoint(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path)
-    if _looks_like_path(name):
-        raise FileNotFoundError(f"No model directory at {name}: pass a checkpoint directory (config.json, *.safetensors "
-                                "and the processor files) or a Hugging Face Hub id.")
+    if looks_like_path(name):
+        raise RewardModelNotFoundError(f"No model directory at {name}: pass a checkpoint directory (config.json and "
+                                       "*.safetensors) or a Hugging Face Hub id.")
     import_transformers()
     from huggingface_hub import snapshot_download
 
     try:
         return snapshot_download(name)
     except Exception as exc:  # offline, unknown repo, gated, Hub down: all end the same way for the user
-        raise OSError(f"{name!r} is neither a local model directory nor a model this machine can get from the Hugging "
-                      f"Face Hub or its cache ({first_line(exc)}); download it where there is network access and pass "
-                      "its directory instead.") from exc
+        raise RewardModelError(f"{name!r} is neither a local model directory nor a model this machine can get from the "
+                               f"Hugging Face Hub or its cache ({first_line(exc)}); download it where there is network "
+                               "access and pass its directory instead.") from exc
 
 
 def first_line(exc: BaseException) -> str:
