@@ -1,25 +1,39 @@
-"""Robometer on a tiny random checkpoint written with the published weight names and token layout, loaded
-through the same from_pretrained path as robometer/Robometer-4B."""
+"""Robometer on a tiny random checkpoint laid out as robometer/Robometer-4B is published (no processor files;
+config.yaml names the base model, here a tiny local folder with Qwen3-VL's real pixel settings), loaded through
+the same from_pretrained path as the real one, with frames preprocessed as upstream preprocesses them."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
+from PIL import Image
 from tiny_qwen import (
+    PUBLISHED_FILES,
+    QWEN3VL_IMAGE_PIXELS,
+    QWEN3VL_PATCH_SIZE,
     ROBOMETER_TOKENS,
-    TOKENS_PER_IMAGE,
+    SHARDS,
+    base_model_dir,
+    build_tiny_base_model,
     build_tiny_qwen3vl,
     build_tiny_robometer,
+    checkpoint_weights,
     one_torch_thread,
+    qwen3vl_processor,
     random_frames,
+    robometer_config_yaml,
     train_tokenizer,
 )
 
+from dsrl_real.config import load_config
+from dsrl_real.errors import UserError
 from dsrl_real.rewards import hf_loading
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, RewardBackend
-from dsrl_real.rewards.frames import subsample_indices
-from dsrl_real.rewards.robometer import ROBOMETER_PROMPT, SPECIAL_TOKENS, RobometerBackend
+from dsrl_real.rewards.frames import qwen_image_size, resize_frames, smart_resize, subsample_indices
+from dsrl_real.rewards.hf_loading import RewardModelError, RewardModelNotFoundError
+from dsrl_real.rewards.registry import build_reward_backend
+from dsrl_real.rewards.robometer import ROBOMETER_PROMPT, SPECIAL_TOKENS, RobometerBackend, base_model_id
 
 TASK = "pull the drawer out"
 CENTRES = np.linspace(0.0, 1.0, 10)
@@ -41,10 +55,21 @@ def clip_of(count: int, seed: int = 0, fps: float = 5.0) -> EpisodeClip:
     return EpisodeClip(frames={"third_person": random_frames(count, seed=seed)}, instruction=TASK, fps=fps)
 
 
+def write_config_yaml(checkpoint, base_model_id: str) -> None:
+    import yaml
+
+    (checkpoint / "config.yaml").write_text(yaml.safe_dump(robometer_config_yaml(base_model_id)))
+
+
 def test_published_layout_loads_with_no_missing_or_unexpected_keys(checkpoint, backend):
+    from pathlib import Path
+
+    assert {p.name for p in Path(checkpoint).iterdir()} == PUBLISHED_FILES  # no tokenizer or processor files
+    assert base_model_id(checkpoint) == (str(base_model_dir(checkpoint)), Path(checkpoint) / "config.yaml")
     info = backend.loading_info
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    saved = load_file(f"{checkpoint}/model.safetensors")
+    assert not info["error_msgs"]
+    saved = checkpoint_weights(checkpoint)
     state = backend.model.state_dict()
     for key in ("progress_head.0.weight", "progress_head.1.bias", "progress_head.4.weight", "success_head.4.bias",
                 "preference_head.0.weight", "model.language_model.embed_tokens.weight",
@@ -53,6 +78,12 @@ def test_published_layout_loads_with_no_missing_or_unexpected_keys(checkpoint, b
     assert state["progress_head.4.weight"].shape[0] == 10 and state["success_head.4.weight"].shape[0] == 1
     assert isinstance(backend, RewardBackend)
     assert backend.name == "robometer" and backend.offers == frozenset({EPISODE_SCORE, PROGRESS, SUCCESS})
+    # The processor is the base model's (Qwen3-VL's real settings), its tokenizer grown by the five tokens to
+    # exactly the checkpoint's embedding, as upstream's resize_token_embeddings(len(tokenizer)) left it.
+    image_processor = backend.processor.image_processor
+    assert (image_processor.patch_size, image_processor.merge_size) == (QWEN3VL_PATCH_SIZE, 2)
+    assert len(backend.processor.tokenizer) == len(train_tokenizer()) + 5
+    assert backend.model.get_input_embeddings().num_embeddings == len(backend.processor.tokenizer)
 
 
 def test_special_tokens_in_published_order(backend):
@@ -65,7 +96,8 @@ def test_prompt_has_an_image_then_a_prog_token_per_frame(backend):
     batch, (video,) = backend.inputs([clip_of(20)])
     ids = batch["input_ids"][0].tolist()
     text = backend.processor.tokenizer.decode(ids)
-    frame = "<|vision_start|>" + "<|image_pad|>" * TOKENS_PER_IMAGE + "<|vision_end|><|prog_token|>"
+    # 32x32 frames: smart_resize (factor 32, at least 4 * 32^2 pixels) makes them 64x64 -> 4x4 patches -> 4 tokens.
+    frame = "<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|><|prog_token|>"
     expected = ("<|im_start|>user\n" + ROBOMETER_PROMPT.replace("{task}", TASK)
                 + "".join(f"Picture {k}: {frame}" for k in range(1, 9)) + "<|im_end|>\n")
     assert text == expected
@@ -74,8 +106,66 @@ def test_prompt_has_an_image_then_a_prog_token_per_frame(backend):
     ends = [i for i, t in enumerate(ids) if t == tok.convert_tokens_to_ids("<|vision_end|>")]
     assert len(prog) == 8 and prog == [e + 1 for e in ends]
     assert video.indices.tolist() == subsample_indices(20, 8).tolist() == [0, 3, 5, 8, 11, 14, 16, 19]
-    shown = backend.processor.image_processor(images=list(random_frames(20)[video.indices]), return_tensors="pt")
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 8
+    # The pixels are those of each frame resized as qwen-vl-utils' fetch_image does (PIL bicubic to 64x64),
+    # then normalised by the processor without a resize of its own.
+    resized = [np.array(Image.fromarray(f).resize((64, 64), Image.Resampling.BICUBIC)) for f in random_frames(20)[video.indices]]
+    shown = backend.processor.image_processor(images=resized, do_resize=False, return_tensors="pt")
     np.testing.assert_array_equal(batch["pixel_values"].numpy(), shown["pixel_values"].numpy())
+
+
+# Upstream's tokens per frame, from qwen-vl-utils' smart_resize with factor 16 * 2 = 32, min 4 * 32^2 and max
+# 16384 * 32^2 pixels (the three sizes are already multiples of 32 inside those bounds, so they stay as they are),
+# then (H / 16) * (W / 16) patches merged 2x2: 128x128 -> 8*8/4 = 16, 224x224 -> 14*14/4 = 49, 640x480 -> 40*30/4 = 300.
+@pytest.mark.parametrize(("height", "width", "tokens"), [(128, 128, 16), (224, 224, 49), (480, 640, 300)])
+def test_visual_tokens_per_frame_equal_upstreams_with_qwen3vl_real_pixel_settings(backend, height, width, tokens):
+    assert qwen_image_size(height, width, QWEN3VL_PATCH_SIZE) == (height, width)
+    assert height // 16 * (width // 16) // 4 == tokens
+    frames = np.random.default_rng(1).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+    clip = EpisodeClip(frames={"third_person": frames}, instruction=TASK, fps=5.0)
+    batch, _ = backend.inputs([clip])
+    pad = backend.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((batch["input_ids"] == pad).sum()) == 2 * tokens
+    assert batch["image_grid_thw"].tolist() == [[1, height // 16, width // 16]] * 2
+    result = backend.score_prefix(clip)
+    assert result.progress.shape == (2,) and np.all((result.progress >= 0) & (result.progress <= 1))
+
+
+def test_the_processors_own_resize_would_not_match_upstream(backend):
+    """What the backend avoids: Qwen3-VL's image processor keeps at least 65536 pixels, so it scales a 128x128
+    frame up to 256x256, 64 tokens instead of upstream's 16; at 640x480 both agree on 300."""
+    assert backend.processor.image_processor.size["shortest_edge"] == QWEN3VL_IMAGE_PIXELS[0] == 65536
+    own = backend.processor.image_processor(images=[np.zeros((128, 128, 3), np.uint8), np.zeros((480, 640, 3), np.uint8)],
+                                            return_tensors="pt")["image_grid_thw"]
+    assert (own.prod(dim=1) // 4).tolist() == [64, 300]
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((128, 128), (128, 128)), ((224, 224), (224, 224)), ((480, 640), (480, 640)),
+    ((720, 1280), (704, 1280)),  # 720 / 32 = 22.5 rounds half to even: 22 * 32
+    ((144, 144), (128, 128)),  # 4.5 -> 4, and 128^2 is still >= 4 * 32^2
+    ((32, 32), (64, 64)), ((20, 20), (64, 64)),  # below 4 * 32^2 pixels: scaled up, sides rounded up
+    ((6000, 8000), (3520, 4704)),  # above 16384 * 32^2 pixels: scaled down, sides rounded down
+    ((1, 150), (32, 160)),
+])
+def test_smart_resize_is_qwen_vl_utils(size, expected):
+    assert qwen_image_size(*size, QWEN3VL_PATCH_SIZE) == expected
+    assert smart_resize(*size, 32, 4 * 32**2, 16384 * 32**2) == expected
+
+
+def test_smart_resize_refuses_what_qwen_vl_utils_refuses():
+    with pytest.raises(ValueError, match="aspect ratio over 200"):
+        smart_resize(1, 201, 32, 4096, 16384 * 1024)
+    with pytest.raises(ValueError, match="max_pixels"):
+        smart_resize(64, 64, 32, 4096, 1024)
+
+
+def test_resize_frames_is_pil_bicubic_and_keeps_frames_of_the_right_size():
+    frames = random_frames(3, size=40)
+    out = resize_frames(frames, 64, 96)
+    assert out.shape == (3, 64, 96, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[1], np.asarray(Image.fromarray(frames[1]).resize((96, 64), Image.Resampling.BICUBIC)))
+    assert resize_frames(frames, 40, 40) is frames
 
 
 def test_hand_set_heads_give_exact_progress_and_success(checkpoint):
@@ -117,7 +207,7 @@ def test_heads_read_the_last_hidden_state_at_each_prog_token(checkpoint, backend
         hidden = backend.model.model(**batch).last_hidden_state[0].numpy().astype(np.float64)
     ids = batch["input_ids"][0].numpy()
     states = hidden[ids == backend.processor.tokenizer.convert_tokens_to_ids("<|prog_token|>")]
-    weights = {k: v.numpy().astype(np.float64) for k, v in load_file(f"{checkpoint}/model.safetensors").items()}
+    weights = {k: v.numpy().astype(np.float64) for k, v in checkpoint_weights(checkpoint).items()}
     bins = numpy_head(states, weights, "progress_head")
     probs = np.exp(bins - bins.max(-1, keepdims=True))
     progress = (probs / probs.sum(-1, keepdims=True)) @ CENTRES
@@ -167,36 +257,107 @@ def test_backend_watches_the_configured_camera(checkpoint):
         RobometerBackend.from_pretrained(checkpoint, device="cpu", camera="side").score_prefix(both)
 
 
-def test_tokens_are_added_in_order_when_the_processor_lacks_them(tmp_path, backend):
-    bare = RobometerBackend.from_pretrained(str(build_tiny_robometer(tmp_path, tokens_in_processor=False)), device="cpu")
-    tok = bare.processor.tokenizer
+def test_a_checkpoint_with_its_own_processor_files_and_no_config_yaml_loads_the_same(tmp_path, checkpoint, backend):
+    own = tmp_path / "own"
+    shutil.copytree(checkpoint, own)
+    (own / "config.yaml").unlink()
+    for file in base_model_dir(checkpoint).iterdir():
+        shutil.copy(file, own / file.name)
+    alone = RobometerBackend.from_pretrained(str(own), device="cpu")
+    tok = alone.processor.tokenizer
     assert tok.convert_tokens_to_ids(list(SPECIAL_TOKENS)) == backend.processor.tokenizer.convert_tokens_to_ids(
         list(SPECIAL_TOKENS))
     clip = clip_of(10, seed=9)
-    np.testing.assert_allclose(bare.score_prefix(clip).progress, backend.score_prefix(clip).progress, atol=1e-6)
+    np.testing.assert_allclose(alone.score_prefix(clip).progress, backend.score_prefix(clip).progress, atol=1e-6)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+def test_an_unreachable_base_model_is_one_sentence_and_reward_base_model_points_at_a_local_copy(tmp_path, offline):
+    with one_torch_thread():
+        path = build_tiny_robometer(tmp_path / "rbm", base_model="Qwen/Qwen3-VL-4B-Instruct")
+    with pytest.raises(RewardModelError, match=(
+            r"^Robometer takes its processor from its base model 'Qwen/Qwen3-VL-4B-Instruct' \(model.base_model_id in "
+            r".*config.yaml\), which this machine cannot load \(.*\); set reward.base_model to the base model's hub id "
+            r"or to a local copy of it")) as caught:
+        RobometerBackend.from_pretrained(str(path), device="cpu")
+    assert isinstance(caught.value, UserError) and "\n" not in str(caught.value)
+    local = build_tiny_base_model(tmp_path / "qwen3-vl-copy")
+    cfg = load_config(overrides=["reward.backend=robometer", f"reward.model={path}", f"reward.base_model={local}",
+                                 "reward.device=cpu"])
+    backend = build_reward_backend(cfg)
+    assert not backend.loading_info["missing_keys"] and backend.score_prefix(clip_of(4)).progress.shape == (4,)
+
+
+def test_a_base_model_folder_that_is_not_there_is_one_sentence(tmp_path):
+    with one_torch_thread():
+        path = build_tiny_robometer(tmp_path / "rbm", base_model=str(tmp_path / "gone"))
+    with pytest.raises(RewardModelNotFoundError, match=r"^Robometer's base model .*gone \(model.base_model_id in .*"
+                                                       r"config.yaml\) is not a folder on this machine; set reward.base_model"):
+        RobometerBackend.from_pretrained(str(path), device="cpu")
+
+
+def test_a_checkpoint_naming_no_base_model_and_holding_no_processor_is_one_sentence(tmp_path, checkpoint):
+    bare = tmp_path / "bare"
+    shutil.copytree(checkpoint, bare)
+    (bare / "config.yaml").unlink()
+    with pytest.raises(RewardModelError, match=r"^Robometer takes its processor from its base model .*bare' \(the "
+                                               r"checkpoint folder, as it has no config.yaml naming a base model\)"):
+        RobometerBackend.from_pretrained(str(bare), device="cpu")
+    (bare / "config.yaml").write_text("model:\n  model_type: default\n")
+    with pytest.raises(RewardModelError, match=r"^Could not read model.base_model_id from .*config.yaml \('base_model_id'\)"):
+        RobometerBackend.from_pretrained(str(bare), device="cpu")
+
+
+def test_config_yaml_with_python_object_tags_is_read(tmp_path):
+    (tmp_path / "config.yaml").write_text(
+        "model: !!python/object:robometer.configs.experiment_configs.ModelConfig\n  base_model_id: Qwen/Qwen3-VL-4B-Instruct\n"
+        "  rewind: !!python/object:robometer.models.rewind_transformer.ReWINDTransformerConfig {hidden_dim: 8}\n")
+    assert base_model_id(str(tmp_path)) == ("Qwen/Qwen3-VL-4B-Instruct", tmp_path / "config.yaml")
+
+
+def test_a_base_tokenizer_that_does_not_fit_the_embedding_is_refused(tmp_path, checkpoint):
+    other = tmp_path / "other-base"
+    qwen3vl_processor(train_tokenizer(("<|extra|>",))).save_pretrained(other)
+    with pytest.raises(RewardModelError, match=(
+            r"^The Robometer weights in .* have a \d+-row token embedding but the tokenizer of .*other-base "
+            r"\(reward.base_model\) has \d+ tokens with Robometer's five; set reward.base_model")):
+        RobometerBackend.from_pretrained(checkpoint, device="cpu", base_model=str(other))
 
 
 def test_a_checkpoint_without_heads_is_refused(tmp_path):
     vlm = build_tiny_qwen3vl(tmp_path)
-    with pytest.raises(ValueError, match=r"is not a Robometer checkpoint: it lacks 18 weights"):
+    with pytest.raises(RewardModelError, match=r"is not a Robometer checkpoint: it lacks 18 weights"):
         RobometerBackend.from_pretrained(str(vlm), device="cpu")
 
 
 def test_missing_directory_is_one_sentence(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"^No model directory at .*nowhere: pass a checkpoint directory"):
+    with pytest.raises(RewardModelNotFoundError, match=r"^No model directory at .*nowhere: pass a checkpoint directory"):
         RobometerBackend.from_pretrained(str(tmp_path / "nowhere"))
 
 
 def test_a_continuous_progress_head_is_refused(tmp_path):
-    import torch
-    from safetensors.torch import save_file
+    import json
 
-    path = build_tiny_robometer(tmp_path)
-    weights = load_file(f"{path}/model.safetensors")
-    weights["progress_head.4.weight"] = torch.randn(1, weights["progress_head.4.weight"].shape[1])
-    weights["progress_head.4.bias"] = torch.randn(1)
-    save_file(weights, f"{path}/model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=r"do not have Robometer-4B's shapes \(a continuous progress head"):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    with one_torch_thread():
+        path = build_tiny_robometer(tmp_path / "rbm")
+    weight_map = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
+    assert set(weight_map.values()) == set(SHARDS)
+    hidden = load_file(str(path / weight_map["progress_head.4.weight"]))["progress_head.4.weight"].shape[1]
+    for key, value in (("progress_head.4.weight", torch.randn(1, hidden)), ("progress_head.4.bias", torch.randn(1))):
+        shard = load_file(str(path / weight_map[key]))
+        shard[key] = value
+        save_file(shard, str(path / weight_map[key]), metadata={"format": "pt"})
+    with pytest.raises(RewardModelError, match=r"do not have Robometer-4B's shapes \(a continuous progress head"):
         RobometerBackend.from_pretrained(str(path), device="cpu")
 
 

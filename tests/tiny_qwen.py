@@ -5,11 +5,15 @@ bare `Qwen3VLModel` backbone with `backbone_only=True`) and the processor files:
 trained on the spot with the `tokenizers` library, wrapped as a fast tokenizer carrying Qwen3-VL's special
 tokens and a chat template that renders content like Qwen3-VL's, plus Qwen3-VL's image and video processors
 scaled down to 32x32 frames (patch 8, merge 2 -> 4 vision tokens per image, per video frame pair).
+`build_tiny_robometer(path)` writes a checkpoint in the file layout of robometer/Robometer-4B (no processor
+files; config.yaml names the base model) and, beside it, a tiny base-model folder holding the processor with
+Qwen3-VL's real pixel settings.
 Everything then loads through the same `from_pretrained` calls a downloaded checkpoint takes.
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,7 +99,7 @@ def train_tokenizer(extra_special_tokens: tuple[str, ...] = ()):
     return fast
 
 
-def tiny_config(tokenizer, *, hidden: int = 32, layers: int = 2):
+def tiny_config(tokenizer, *, hidden: int = 32, layers: int = 2, patch_size: int = PATCH_SIZE):
     import_transformers()
     from transformers import Qwen3VLConfig
 
@@ -111,7 +115,7 @@ def tiny_config(tokenizer, *, hidden: int = 32, layers: int = 2):
             pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=1, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=2, patch_size=PATCH_SIZE,
+            depth=1, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=2, patch_size=patch_size,
             spatial_merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE, out_hidden_size=hidden,
             num_position_embeddings=16, deepstack_visual_indexes=[0],
         ),
@@ -135,6 +139,39 @@ def tiny_processor(tokenizer):
                                             size={"shortest_edge": pixels, "longest_edge": 16 * pixels})
     return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
                             chat_template=CHAT_TEMPLATE)
+
+
+# Qwen3-VL's real vision preprocessing, from Qwen/Qwen3-VL-4B-Instruct's preprocessor_config.json and
+# video_preprocessor_config.json: patch 16, temporal patch 2, merge 2, mean = std = 0.5; an image keeps between
+# 65536 (256 x 256) and 16777216 (16384 * 32 * 32) pixels, a whole video between 4096 and 25165824.
+QWEN3VL_PATCH_SIZE = 16
+QWEN3VL_MEAN_STD = [0.5, 0.5, 0.5]
+QWEN3VL_IMAGE_PIXELS = (65536, 16777216)
+QWEN3VL_VIDEO_PIXELS = (4096, 25165824)
+
+
+def qwen3vl_processor(tokenizer):
+    """A processor around `tokenizer` with Qwen3-VL's real image and video settings (no 32x32 budget)."""
+    import_transformers()
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    common = dict(patch_size=QWEN3VL_PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE,
+                  image_mean=QWEN3VL_MEAN_STD, image_std=QWEN3VL_MEAN_STD)
+    low, high = QWEN3VL_IMAGE_PIXELS
+    image_processor = Qwen2VLImageProcessor(**common, min_pixels=low, max_pixels=high,
+                                            size={"shortest_edge": low, "longest_edge": high})
+    low, high = QWEN3VL_VIDEO_PIXELS
+    video_processor = Qwen3VLVideoProcessor(**common, size={"shortest_edge": low, "longest_edge": high})
+    return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                            chat_template=CHAT_TEMPLATE)
+
+
+def build_tiny_base_model(path: str | Path) -> Path:
+    """A tiny stand-in for Robometer's base model (Qwen/Qwen3-VL-4B-Instruct), holding what Robometer takes from it:
+    the processor files (the base tokenizer without Robometer's tokens, Qwen3-VL's real pixel settings)."""
+    path = Path(path)
+    qwen3vl_processor(train_tokenizer()).save_pretrained(path)
+    return path
 
 
 def build_tiny_qwen3vl(path: str | Path, *, backbone_only: bool = False, extra_special_tokens: tuple[str, ...] = (),
@@ -199,22 +236,53 @@ def script_answer(model, tokenizer, answer: str) -> list[int]:
 ROBOMETER_TOKENS = ("<|split_token|>", "<|reward_token|>", "<|pref_token|>", "<|sim_token|>", "<|prog_token|>")
 
 
-def build_tiny_robometer(path: str | Path, *, tokens_in_processor: bool = True, seed: int = 0) -> Path:
-    """Save a tiny random checkpoint laid out as the published Robometer-4B: a Qwen3-VL config advertising
-    architectures ["RFM"], the vocabulary grown by Robometer's five tokens, and one safetensors file with the
-    `RBM` module's weight names written out here by hand (robometer/models/rbm.py and heads.py):
-    model.* (the Qwen3VLModel backbone), {progress,preference,success}_head.{0,1,4}.{weight,bias} with
-    progress over 10 bins, and frame_pool_attn.weight. With tokens_in_processor=False the saved tokenizer is the
-    base one without the five tokens (a checkpoint shipped with the stock Qwen3-VL processor files).
+def base_model_dir(checkpoint: str | Path) -> Path:
+    """Where `build_tiny_robometer(checkpoint)` puts its tiny base model: a sibling folder."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / f"{checkpoint.name}-base-model"
+
+
+def robometer_config_yaml(base_model_id: str) -> dict:
+    """The fields of a Robometer checkpoint's config.yaml (a dump of upstream's ExperimentConfig,
+    robometer/configs/experiment_configs.py, with the values of robometer/configs/config.yaml) that matter here."""
+    return {
+        "mode": "train", "debug": False, "trainer_cls": "rbm_heads",
+        "model": {
+            "base_model_id": base_model_id, "model_type": "default", "torch_dtype": "bfloat16",
+            "trust_remote_code": True, "train_vision_encoder": False, "train_language_model": True,
+            "train_progress_head": True, "train_preference_head": True, "train_success_head": True,
+            "average_temporal_patches": False, "frame_pooling": "mean", "frame_pooling_attn_temperature": 1.0,
+            "use_per_frame_progress_token": True, "use_multi_image": True, "use_peft": False,
+            "peft_vision_encoder": False, "quantization": False, "use_unsloth": True,
+            "progress_loss_type": "discrete", "progress_discrete_bins": 10, "rewind": None,
+        },
+        "data": {
+            "max_frames": 8, "resized_height": None, "resized_width": None, "use_multi_image": True,
+            "use_per_frame_progress_token": True, "progress_loss_type": "discrete", "progress_discrete_bins": 10,
+        },
+        "loss": {"progress_loss_type": "discrete", "progress_discrete_bins": 10},
+    }
+
+
+def build_tiny_robometer(path: str | Path, *, base_model: str | None = None, seed: int = 0) -> Path:
+    """Save a tiny random checkpoint in the file layout of robometer/Robometer-4B: config.json (a Qwen3-VL config
+    advertising architectures ["RFM"], its vocabulary the base tokenizer's plus Robometer's five tokens),
+    config.yaml naming the base model, two safetensors shards with their index, and trainer metadata; no
+    tokenizer or processor files. The weights carry the `RBM` module's names written out here by hand
+    (robometer/models/rbm.py and heads.py): model.* (the Qwen3VLModel backbone), {progress,preference,success}_head.
+    {0,1,4}.{weight,bias} with progress over 10 bins, and frame_pool_attn.weight. config.yaml names `base_model`,
+    or by default a tiny base model built at `base_model_dir(path)`.
     """
     import_transformers()
     import torch
+    import yaml
     from safetensors.torch import save_file
     from transformers import Qwen3VLModel
 
     path = Path(path)
-    tokenizer = train_tokenizer(ROBOMETER_TOKENS)
-    config = tiny_config(tokenizer)
+    if base_model is None:
+        base_model = str(build_tiny_base_model(base_model_dir(path)))
+    config = tiny_config(train_tokenizer(ROBOMETER_TOKENS), patch_size=QWEN3VL_PATCH_SIZE)
     torch.manual_seed(seed)
     backbone = Qwen3VLModel(config)
     hidden = config.text_config.hidden_size
@@ -228,11 +296,33 @@ def build_tiny_robometer(path: str | Path, *, tokens_in_processor: bool = True, 
         weights[f"{head}.4.bias"] = torch.randn(outputs)
     weights["frame_pool_attn.weight"] = torch.randn(1, hidden)
     path.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+    names = sorted(weights)
+    shards = {SHARDS[0]: names[: len(names) // 2], SHARDS[1]: names[len(names) // 2:]}
+    for file, keys in shards.items():
+        save_file({k: weights[k] for k in keys}, str(path / file), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in weights.values())},
+             "weight_map": {k: file for file, keys in shards.items() for k in keys}}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     config.architectures = ["RFM"]
     config.save_pretrained(path)
-    tiny_processor(tokenizer if tokens_in_processor else train_tokenizer()).save_pretrained(path)
+    (path / "config.yaml").write_text(yaml.safe_dump(robometer_config_yaml(base_model), sort_keys=False))
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": 0, "log_history": []}))
+    (path / "metrics.json").write_text("{}")
+    (path / "dataset_random_state.json").write_text("{}")
     return path
+
+
+# The published checkpoint's file names (huggingface.co/robometer/Robometer-4B).
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+PUBLISHED_FILES = {"config.json", "config.yaml", *SHARDS, "model.safetensors.index.json", "trainer_state.json",
+                   "metrics.json", "dataset_random_state.json"}
+
+
+def checkpoint_weights(path: str | Path) -> dict:
+    """All tensors of a sharded checkpoint, by name."""
+    from safetensors.torch import load_file
+
+    return {k: v for file in SHARDS for k, v in load_file(str(Path(path) / file)).items()}
 
 
 @contextmanager

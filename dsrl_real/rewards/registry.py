@@ -125,7 +125,7 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
         if not 0.0 <= r.success_threshold <= 1.0:
             raise ConfigError(f"reward.success_threshold is a probability from 0 to 1, got {r.success_threshold}.")
         return RobometerBackend.from_pretrained(r.model, device=r.device, num_frames=r.num_frames or 8, camera=camera,
-                                                success_threshold=r.success_threshold)
+                                                success_threshold=r.success_threshold, base_model=r.base_model or None)
     if name in ("human", "sim_human"):
         if r.human_scale not in HUMAN_SCALES:
             raise ConfigError(f"Unknown reward.human_scale '{r.human_scale}'; choose one of: {', '.join(HUMAN_SCALES)}.")

@@ -10,6 +10,13 @@ robometer/data/collators/rbm_heads.py (`_process_progress_batch`: the progress p
 and `<|prog_token|>`, chat template with add_vision_id=True, right padding). Checkpoint keys are therefore
 `model.visual.*`, `model.language_model.*`, `progress_head.{0,1,4}.*`, `success_head.*`, `preference_head.*`
 (plus `frame_pool_attn.weight`, an unused pooling layer of other modes, ignored on load).
+
+The published checkpoints hold no tokenizer or processor files. As upstream (robometer/utils/save.py
+`load_model_from_hf`, robometer/utils/setup_utils.py `setup_model_and_processor`), the processor comes from the
+base model named by `model.base_model_id` in the checkpoint's config.yaml (Qwen/Qwen3-VL-4B-Instruct), and the five
+tokens are added to its tokenizer. Frames go in as images (data.use_multi_image) with no size of their own, so
+upstream's collator (robometer/data/collators/rbm_heads.py `_process_conversation`) has qwen-vl-utils' `fetch_image`
+resize each one (`frames.qwen_image_size`) and then calls the processor with do_resize=False; so does this backend.
 """
 
 from __future__ import annotations
@@ -17,17 +24,31 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, EpisodeScore, ProgressScore
-from .frames import SubsampledVideo, camera_frames, subsample
-from .hf_loading import default_dtype, first_line, import_torch, import_transformers, resolve_checkpoint, resolve_device
+from .frames import SubsampledVideo, camera_frames, qwen_image_size, resize_frames, subsample
+from .hf_loading import (
+    RewardModelError,
+    RewardModelNotFoundError,
+    default_dtype,
+    first_line,
+    import_torch,
+    import_transformers,
+    looks_like_path,
+    resolve_checkpoint,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<|split_token|>", "<|reward_token|>", "<|pref_token|>", "<|sim_token|>", "<|prog_token|>")
 PROG_TOKEN = "<|prog_token|>"
+BASE_MODEL_HINT = ("set reward.base_model to the base model's hub id or to a local copy of it (a folder with its tokenizer "
+                   "and preprocessor files; Qwen/Qwen3-VL-4B-Instruct for robometer/Robometer-4B)")
 PROGRESS_BINS = 10
 HEAD_DROPOUT = 0.1
 ROBOMETER_PROMPT = (
@@ -100,40 +121,40 @@ class RobometerBackend:
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "auto", num_frames: int = 8, camera: str | None = None,
-                        success_threshold: float = 0.5) -> RobometerBackend:
-        """Load a Robometer checkpoint directory (config.json, *.safetensors, processor files) or Hub id."""
-        transformers = import_transformers()
+                        success_threshold: float = 0.5, base_model: str | None = None) -> RobometerBackend:
+        """Load a Robometer checkpoint (a folder or Hub id holding config.json, config.yaml and the safetensors);
+        the processor comes from `base_model` if given, else from the base model its config.yaml names."""
         device = resolve_device(device)
         directory = resolve_checkpoint(path)
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(directory, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise OSError(f"The Robometer checkpoint {directory} has no loadable processor files (tokenizer, image "
-                          "processor); copy those of Qwen/Qwen3-VL-4B-Instruct into it.") from exc
+        source, origin = processor_source(directory, base_model)
+        processor = load_processor(source, origin)
         _add_robometer_tokens(processor.tokenizer)
         processor.tokenizer.padding_side = "right"
+        if processor.tokenizer.pad_token is None:  # as upstream's _setup_processor_and_tokenizer
+            processor.tokenizer.pad_token = processor.tokenizer.eos_token
         try:
             model, info = robometer_model_class().from_pretrained(
                 directory, local_files_only=True, dtype=default_dtype(device), output_loading_info=True)
         except RuntimeError as exc:
             if "mismatch" not in str(exc):
                 raise
-            raise ValueError(f"The weights in {directory} do not have Robometer-4B's shapes (a continuous progress head "
-                             "instead of the 10-bin one, or another model); pass a Robometer checkpoint.") from exc
+            raise RewardModelError(f"The weights in {directory} do not have Robometer-4B's shapes (a continuous progress "
+                                   "head instead of the 10-bin one, or another model); pass a Robometer checkpoint.") from exc
         except (OSError, ValueError) as exc:
-            raise ValueError(f"Could not load Robometer weights from {directory} ({first_line(exc)}); pass a Robometer "
-                             "checkpoint directory.") from exc
+            raise RewardModelError(f"Could not load Robometer weights from {directory} ({first_line(exc)}); pass a "
+                                   "Robometer checkpoint directory.") from exc
         if info["missing_keys"]:
-            raise ValueError(f"{directory} is not a Robometer checkpoint: it lacks {len(info['missing_keys'])} weights, "
-                             f"e.g. {sorted(info['missing_keys'])[:3]}.")
+            raise RewardModelError(f"{directory} is not a Robometer checkpoint: it lacks {len(info['missing_keys'])} "
+                                   f"weights, e.g. {sorted(info['missing_keys'])[:3]}.")
         if info["unexpected_keys"]:
             logger.warning("Robometer checkpoint %s has weights the model does not use: %s", directory,
                            sorted(info["unexpected_keys"])[:5])
-        vocab = model.get_input_embeddings().num_embeddings
-        ids = processor.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
-        if max(ids) >= vocab:
-            raise ValueError(f"The tokenizer in {directory} does not match the Robometer weights: token ids {ids} of "
-                             f"{list(SPECIAL_TOKENS)} exceed the {vocab}-row embedding.")
+        rows, tokens = model.get_input_embeddings().num_embeddings, len(processor.tokenizer)
+        if rows != tokens:
+            # Upstream resizes the base model's embedding to the tokenizer with the five tokens before loading.
+            raise RewardModelError(f"The Robometer weights in {directory} have a {rows}-row token embedding but the "
+                                   f"tokenizer of {source} ({origin}) has {tokens} tokens with Robometer's five; "
+                                   f"{BASE_MODEL_HINT}.")
         model.to(device).eval()
         return cls(model, processor, device=device, num_frames=num_frames, camera=camera,
                    success_threshold=success_threshold, loading_info=info)
@@ -149,9 +170,15 @@ class RobometerBackend:
         """The padded model inputs for a batch of clips, and the subsampled video of each clip."""
         videos = [subsample(camera_frames(clip, self.camera), clip.fps, self.num_frames) for clip in clips]
         texts = [self.prompt_text(clip.instruction, len(video.frames)) for clip, video in zip(clips, videos)]
-        images = [frame for video in videos for frame in video.frames]
-        batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        images = [frame for video in videos for frame in self.frames_as_trained(video.frames)]
+        batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt", do_resize=False)
         return batch, videos
+
+    def frames_as_trained(self, frames: np.ndarray) -> np.ndarray:
+        """The frames at the size Robometer saw in training: qwen-vl-utils' (sides multiples of 2 x patch size,
+        4 to 16384 merged tokens), not the HF image processor's own resize (which, e.g., scales 128x128 up to 256x256)."""
+        height, width = qwen_image_size(frames.shape[1], frames.shape[2], self.processor.image_processor.patch_size)
+        return resize_frames(frames, height, width)
 
     def score_prefixes(self, clips: Sequence[EpisodeClip]) -> list[ProgressScore]:
         """Score many clips (e.g. the prefixes of a running episode) in padded batches."""
@@ -191,3 +218,64 @@ def _add_robometer_tokens(tokenizer) -> None:
     for token in SPECIAL_TOKENS:
         if token not in vocab:
             tokenizer.add_special_tokens({"additional_special_tokens": [token]})
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that reads the python-object tags some upstream config.yaml dumps carry as plain data."""
+
+
+def _plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_ConfigLoader.add_multi_constructor("tag:yaml.org,2002:python/", _plain)
+
+
+def base_model_id(directory: str) -> tuple[str, Path] | None:
+    """`model.base_model_id` of the checkpoint's config.yaml, and that file (upstream looks in the checkpoint folder,
+    then its parent: robometer/utils/save.py, load_model_from_hf); None when there is no config.yaml."""
+    found = [p for p in (Path(directory) / "config.yaml", Path(directory).parent / "config.yaml") if p.is_file()]
+    if not found:
+        return None
+    try:
+        name = yaml.load(found[0].read_text(), Loader=_ConfigLoader)["model"]["base_model_id"]
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, TypeError, KeyError) as exc:
+        raise RewardModelError(f"Could not read model.base_model_id from {found[0]} ({first_line(exc)}); "
+                               f"{BASE_MODEL_HINT}.") from exc
+    if not isinstance(name, str) or not name.strip():
+        raise RewardModelError(f"{found[0]} names no base model (model.base_model_id is {name!r}); {BASE_MODEL_HINT}.")
+    return name.strip(), found[0]
+
+
+def processor_source(directory: str, base_model: str | None) -> tuple[str, str]:
+    """Where Robometer's processor comes from (a Hub id or a folder) and, for messages, why from there."""
+    if base_model:
+        return base_model, "reward.base_model"
+    named = base_model_id(directory)
+    if named is not None:
+        return named[0], f"model.base_model_id in {named[1]}"
+    return directory, "the checkpoint folder, as it has no config.yaml naming a base model"
+
+
+def load_processor(source: str, origin: str):
+    """The Qwen-VL processor of `source`: a local folder, or a Hub id (the processor files only are fetched)."""
+    transformers = import_transformers()
+    local = Path(source).expanduser()
+    if not local.is_dir() and looks_like_path(source):
+        raise RewardModelNotFoundError(f"Robometer's base model {source} ({origin}) is not a folder on this machine; "
+                                       f"{BASE_MODEL_HINT}.")
+    try:
+        if local.is_dir():
+            processor = transformers.AutoProcessor.from_pretrained(str(local), local_files_only=True)
+        else:
+            processor = transformers.AutoProcessor.from_pretrained(source)
+    except Exception as exc:  # no processor files, offline, unknown or gated repo: all end the same way for the user
+        raise RewardModelError(f"Robometer takes its processor from its base model {source!r} ({origin}), which this "
+                               f"machine cannot load ({first_line(exc).rstrip('.')}); {BASE_MODEL_HINT}.") from exc
+    if not (hasattr(processor, "image_processor") and hasattr(processor, "tokenizer")):
+        raise RewardModelError(f"{source} ({origin}) holds a tokenizer but no image processor; {BASE_MODEL_HINT}.")
+    return processor
