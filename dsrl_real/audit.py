@@ -174,8 +174,10 @@ def audit_pairs(pairs: list[tuple[dict, dict]], resamples: int = RESAMPLES, seed
     return out
 
 
-def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
-    """The audit of every backend against `reference` over a run's sealed, complete episodes."""
+def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = RESAMPLES, seed: int = 0,
+              check_files: bool = True) -> dict[str, Any]:
+    """The audit of every backend against `reference` over a run's sealed, complete episodes (their labels live in
+    meta/episodes.jsonl); with `check_files`, `file_problems` names each missing or unreadable table or video."""
     run = RecordedRun(run_dir)
     records = [r for r in run.records if not r.get("partial")]
     labelled = [r for r in records if usable_reference(r.get("labels", {}).get(reference))]
@@ -188,7 +190,7 @@ def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = 
                          f"backends in shadow mode next to the {reference} to audit them.")
     result: dict[str, Any] = {"run_dir": str(run_dir), "reference": reference, "episodes": len(records),
                               "labelled_episodes": len(labelled), "bootstrap": {"resamples": resamples, "seed": seed},
-                              "backends": {}}
+                              "backends": {}, "file_problems": run.check_files() if check_files else []}
     for name in backends:
         pairs = [(r["labels"][reference], r["labels"][name]) for r in labelled if name in r["labels"]]
         result["backends"][name] = audit_pairs(pairs, resamples, seed)
@@ -208,10 +210,18 @@ def _fmt(metric: dict | None, digits: int = 2, percent: bool = False) -> str:
     return text
 
 
+def problems_caption(problems: list[str]):
+    """A table caption with a line per file problem (wrapped, never cropped, where wider than the table); None without any."""
+    from rich.text import Text
+
+    return Text("\n".join(problems), style="yellow", overflow="fold") if problems else None
+
+
 def audit_table(result: dict):
     from rich.table import Table
 
-    table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes, 95% CI)")
+    table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes, 95% CI)",
+                  caption=problems_caption(result.get("file_problems", [])), caption_justify="left")
     for column in ("backend", "episodes", "MAE (1-5)", "false pos.", "false neg.", "Kendall tau", "pairwise acc.", "invalid"):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for name, m in result["backends"].items():
@@ -296,4 +306,5 @@ def summary(result: dict) -> dict[str, Any]:
 
 def main_json(result: dict, json_path: Path, png_path: Path) -> str:
     return json.dumps({"reference": result["reference"], "labelled_episodes": result["labelled_episodes"],
-                       "json": str(json_path), "png": str(png_path), "backends": summary(result)})
+                       "json": str(json_path), "png": str(png_path), "backends": summary(result),
+                       "file_problems": result.get("file_problems", [])})

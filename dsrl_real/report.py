@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .audit import AuditError, audit_run
+from .audit import AuditError, audit_run, problems_caption
 from .audit import summary as audit_summary
 from .errors import UserError
 from .metrics import save_figure
@@ -70,7 +70,9 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
         for r in metrics if r.get("kind") in ("eval", "final_eval") and "success_rate" in r]
     out["training_episodes"] = [{"env_steps": r["step"], "reward": r.get("reward"), "success": r.get("success")}
                                 for r in metrics if r.get("kind") == "episode"]
-    records = RecordedRun(run_dir).records if is_recording(run_dir) else []
+    run = RecordedRun(run_dir) if is_recording(run_dir) else None
+    records = run.records if run is not None else []
+    out["file_problems"] = run.check_files() if run is not None else []  # named; the summary goes on from the records
     kinds = sorted({r.get("kind") or "unknown" for r in records})
     out["kinds"] = {k: _kind_summary([r for r in records if (r.get("kind") or "unknown") == k]) for k in kinds}
     out["total"] = _kind_summary(records)
@@ -95,7 +97,7 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
                        "safety_interventions": np.cumsum([int(r.get("safety_interventions", 0)) for r in records]).tolist()}
     if records:
         try:
-            audit = audit_run(run_dir, resamples=AUDIT_RESAMPLES)
+            audit = audit_run(run_dir, resamples=AUDIT_RESAMPLES, check_files=False)
             out["agreement"] = {"reference": audit["reference"], "labelled_episodes": audit["labelled_episodes"],
                                 "backends": audit_summary(audit)}
         except AuditError as err:
@@ -108,7 +110,8 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
 def report_table(summary: dict):
     from rich.table import Table
 
-    table = Table(title=f"Run {summary['run_dir']}")
+    table = Table(title=f"Run {summary['run_dir']}", caption=problems_caption(summary.get("file_problems", [])),
+                  caption_justify="left")
     table.add_column("kind", no_wrap=True, min_width=10)
     for column in ("episodes", "partial", "success [95% CI]", "env steps", "robot min", "safety", "overruns"):
         table.add_column(column, justify="right")

@@ -170,3 +170,18 @@ def test_noisy_backend_validates_its_rates_and_keeps_scores_on_the_scale():
     for score, moved in ((1.2, 3), (3.0, 5), (4.4, 2), (5.0, 3)):
         backend = NoisyBackend(Fixed(score), score_error_rate=1.0)
         assert backend.score_episode(clip).score == moved
+
+
+def test_audit_names_each_missing_or_unreadable_file_and_audits_the_rest(tmp_path, capsys):
+    from damaged_runs import EPISODES, PROBLEMS, flat, record_damaged_run
+
+    run_dir = record_damaged_run(tmp_path / "run")
+    result = audit_run(run_dir, resamples=50)
+    assert result["file_problems"] == PROBLEMS
+    assert result["labelled_episodes"] == EPISODES and result["backends"]["sim_truth"]["episodes"] == EPISODES
+    assert main(["audit", str(run_dir), "--out", str(tmp_path), "--resamples", "50"]) == 0
+    captured = capsys.readouterr()
+    assert all(problem in flat(captured.err) for problem in PROBLEMS) and "sim_truth" in captured.err
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert out["file_problems"] == PROBLEMS and out["backends"]["sim_truth"]["episodes"] == EPISODES
+    assert json.loads((tmp_path / "audit.json").read_text())["file_problems"] == PROBLEMS

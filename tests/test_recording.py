@@ -351,3 +351,29 @@ def test_recorded_episodes_seed_a_replay_buffer(tmp_path):
     assert len(buffer) == 10 and buffer.num_episodes_started == 2
     batch = buffer.sample(8, np.random.default_rng(0))
     assert batch["has_noise"].all() and batch["actions"].shape == (8, 2, 7)
+
+
+def test_missing_or_damaged_files_of_a_recorded_run_are_named_when_read(tmp_path):
+    from damaged_runs import PROBLEMS, TABLE, VIDEO, record_damaged_run
+
+    run_dir = record_damaged_run(tmp_path)
+    run = RecordedRun(run_dir)
+    assert run.check_files() == PROBLEMS
+    with pytest.raises(RecordingError) as caught:
+        run.episode(1)
+    assert str(caught.value) == f"'{run_dir / TABLE}', the table of episode 1, is missing; restore it from a copy of the run."
+    with pytest.raises(RecordingError) as caught:
+        run.episode(2, images=True)
+    assert str(caught.value).startswith(f"'{run_dir / VIDEO}', the 'wrist' video of episode 2, is unreadable (")
+    assert len(run.episode(3, images=True).observations["wrist_image"]) == run.record(3)["length"]  # the rest reads
+    # A shorter video in an episode's place: its frame count disagrees with the record.
+    from dsrl_real.metrics import write_video
+
+    target = run.layout.video_path(3, "wrist")
+    write_video(target, np.zeros((3, 16, 16, 3), np.uint8), fps=5.0)
+    expected = run.record(3)["frames"]["wrist"]
+    assert RecordedRun(run_dir).check_files()[2:] == [
+        f"'{target.relative_to(run_dir)}' holds 3 of the {expected} frames its record counts; restore it from a copy of the run."]
+    target.unlink()
+    with pytest.raises(RecordingError, match=r"the 'wrist' video of episode \d, is missing; restore it from a copy of the run\.$"):
+        RecordedRun(run_dir).frames(3, "wrist")

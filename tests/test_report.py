@@ -84,3 +84,27 @@ def test_report_without_recordings_or_labels_says_so(tmp_path, capsys):
     assert s["agreement"] == {"note": "No recorded episodes, so no labels to compare."} and s["robot_time_s"] == 0
     with pytest.raises(ReportError):
         summarize_run(tmp_path / "missing")
+
+
+def test_report_names_each_missing_or_unreadable_file_and_reports_the_rest(tmp_path, capsys):
+    from damaged_runs import EPISODES, PROBLEMS, flat, record_damaged_run
+
+    run_dir = record_damaged_run(tmp_path / "run")
+    s = summarize_run(run_dir)
+    assert s["file_problems"] == PROBLEMS
+    assert s["total"]["episodes"] == EPISODES and s["kinds"]["baseline"]["partial"] == 0
+    assert s["agreement"]["labelled_episodes"] == EPISODES and set(s["agreement"]["backends"]) == {"sim_truth"}
+    assert main(["report", str(run_dir), "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert all(problem in flat(captured.err) for problem in PROBLEMS) and "baseline" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["episodes"] == EPISODES
+    assert json.loads((tmp_path / "report.json").read_text())["file_problems"] == PROBLEMS
+
+
+def test_a_sound_run_reports_no_file_problems_and_a_table_without_a_record_is_named(run_dir):
+    assert summarize_run(run_dir)["file_problems"] == []
+    table = run_dir / "data" / "chunk-000" / "episode_000007.parquet"
+    table.write_bytes((run_dir / "data" / "chunk-000" / "episode_000000.parquet").read_bytes())  # left by a lost record
+    assert summarize_run(run_dir)["file_problems"] == [
+        "'data/chunk-000/episode_000007.parquet' has no record in meta/episodes.jsonl; move it out of the run folder "
+        "before recording more into it, or restore meta/episodes.jsonl from a copy."]

@@ -7,6 +7,7 @@ with `partial: True` and `in_progress: True`, readable up to its last flushed st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,37 @@ from .layout import Layout, RecordingError, read_json, read_jsonl
 from .video import read_video
 
 OBS_PREFIX, IMAGE_PREFIX = "observation.", "observation.images."
+DATA_FILE = re.compile(r"episode_(\d+)\.parquet$")
+RESTORE = "restore it from a copy of the run"
+
+
+def _fault(err: BaseException) -> str:
+    return "missing" if isinstance(err, FileNotFoundError) else f"unreadable ({type(err).__name__})"
+
+
+def _table_rows(path: Path) -> int:
+    return pq.read_metadata(path).num_rows
+
+
+def _video_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def _check(path: Path, name: str, expected: int | None, count, unit: str) -> list[str]:
+    """[] when `path` opens and `count(path)` gives the `expected` number, else the one sentence saying what is wrong."""
+    if not path.is_file():
+        return [f"{name} is missing; {RESTORE}."]
+    try:
+        found = count(path)
+    except Exception as err:  # pyarrow and PyAV raise many types for a damaged file
+        return [f"{name} is unreadable ({type(err).__name__}); {RESTORE}."]
+    if expected is not None and found != expected:
+        return [f"{name} holds {found} of the {expected} {unit} its record counts; {RESTORE}."]
+    return []
 
 
 def is_recording(path: str | Path) -> bool:
@@ -164,7 +196,37 @@ class RecordedRun:
     def table(self, index: int) -> pa.Table:
         if self.record(index).get("in_progress"):
             return read_stream_dir(self.layout.partial_dir(index))
-        return pq.read_table(self.layout.data_path(index))
+        path = self.layout.data_path(index)
+        try:
+            return pq.read_table(path)
+        except (OSError, pa.ArrowException) as err:
+            raise RecordingError(f"'{path}', the table of episode {index}, is {_fault(err)}; {RESTORE}.") from err
+
+    def _name(self, path: Path) -> str:
+        return f"'{path.relative_to(self.root)}'"
+
+    def check_files(self) -> list[str]:
+        """One sentence per missing or unreadable file of the sealed episodes (the table, and the video of each
+        camera its record counts frames for) and per table on disk that no record names; [] when all is well.
+        Reads each file's footer or packets, decodes nothing."""
+        problems = []
+        for r in self.records:
+            if r.get("in_progress"):
+                continue
+            index = r["episode_index"]
+            path = self.layout.data_path(index)
+            problems += _check(path, self._name(path), r.get("length"), _table_rows, "rows")
+            for camera, count in (r.get("frames") or {}).items():
+                path = self.layout.video_path(index, camera)
+                if count:
+                    problems += _check(path, self._name(path), count, _video_frames, "frames")
+        known = {r["episode_index"] for r in self.records}
+        for path in sorted((self.root / "data").glob("chunk-*/episode_*.parquet")):
+            match = DATA_FILE.match(path.name)
+            if match and int(match.group(1)) not in known:
+                problems.append(f"{self._name(path)} has no record in meta/episodes.jsonl; move it out of the run folder "
+                                "before recording more into it, or restore meta/episodes.jsonl from a copy.")
+        return problems
 
     def video_path(self, index: int, camera: str) -> Path | None:
         for path in (self.layout.video_path(index, camera), self.layout.partial_video(index, camera)):
@@ -175,8 +237,14 @@ class RecordedRun:
     def frames(self, index: int, camera: str) -> np.ndarray:
         path = self.video_path(index, camera)
         if path is None:
+            if (self.record(index).get("frames") or {}).get(camera):
+                raise RecordingError(f"'{self.layout.video_path(index, camera)}', the '{camera}' video of episode {index}, "
+                                     f"is missing; {RESTORE}.")
             raise RecordingError(f"Episode {index} has no video of camera '{camera}'; cameras recorded: {self.cameras}.")
-        return read_video(path)
+        try:
+            return read_video(path)
+        except Exception as err:  # PyAV and imageio raise many types for a damaged file
+            raise RecordingError(f"'{path}', the '{camera}' video of episode {index}, is {_fault(err)}; {RESTORE}.") from err
 
     def episode(self, index: int, images: bool = False) -> RecordedEpisode:
         record, table = self.record(index), self.table(index)
