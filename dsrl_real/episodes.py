@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .storage import fsync_dir
+
 EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
 
 
@@ -93,6 +95,7 @@ def save_episode(directory: str | Path, episode: Episode) -> Path:
             path = directory / f"episode_{index:06d}.npz"
             try:
                 os.link(tmp.name, path)  # atomic, and fails where the name exists (os.replace would overwrite)
+                fsync_dir(directory)
                 return path
             except FileExistsError:
                 index += 1  # another writer took this index first

@@ -37,6 +37,7 @@ DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
 KINDS = ("warm_start", "train", "eval", "baseline", "demo")
 PARTIAL_DIR = re.compile(r"episode_(\d{6})\.partial$")
+DATA_FILE = re.compile(r"episode_(\d+)\.parquet$")
 
 
 class RecordingError(UserError, ValueError):
@@ -86,6 +87,15 @@ class Layout:
 
     def partial_video(self, index: int, camera: str) -> Path:
         return self.video_path(index, camera).with_suffix(".partial.mp4")
+
+    def data_files(self) -> list[tuple[int, Path]]:
+        """(index, path) of every sealed episode table on disk, whether meta/episodes.jsonl names it or not."""
+        found = []
+        for path in (self.root / "data").glob("chunk-*/episode_*.parquet"):
+            match = DATA_FILE.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
 
     def partial_episodes(self) -> list[int]:
         """Indices of episodes left in progress (being recorded now, or cut off by a crash)."""

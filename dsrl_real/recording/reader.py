@@ -7,7 +7,6 @@ with `partial: True` and `in_progress: True`, readable up to its last flushed st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ from .layout import Layout, RecordingError, read_json, read_jsonl
 from .video import read_video
 
 OBS_PREFIX, IMAGE_PREFIX = "observation.", "observation.images."
-DATA_FILE = re.compile(r"episode_(\d+)\.parquet$")
 RESTORE = "restore it from a copy of the run"
 
 
@@ -221,9 +219,8 @@ class RecordedRun:
                 if count:
                     problems += _check(path, self._name(path), count, _video_frames, "frames")
         known = {r["episode_index"] for r in self.records}
-        for path in sorted((self.root / "data").glob("chunk-*/episode_*.parquet")):
-            match = DATA_FILE.match(path.name)
-            if match and int(match.group(1)) not in known:
+        for index, path in self.layout.data_files():
+            if index not in known:
                 problems.append(f"{self._name(path)} has no record in meta/episodes.jsonl; move it out of the run folder "
                                 "before recording more into it, or restore meta/episodes.jsonl from a copy.")
         return problems
