@@ -314,7 +314,7 @@ class AgentConfig:
     na_distill_every: int = checked(10, "[1, 1e6]")
     # policy_embedding (vector obs + frozen policy features) | observation
     features: str = checked("policy_embedding", choices=("policy_embedding", "observation"))
-    # agent.features=observation with cameras: the agent's own image encoder (encoders.py), trained by the critic's loss.
+    # agent.features=observation with cameras: the agent's own image encoder (agents/dsrl/encoder.py), trained by the critic's loss.
     encoder_image_keys: list[str] = checked([], nonempty=True)  # camera keys it reads; empty: every uint8 image key
     encoder_channels: list[int] = checked([32, 32, 32, 32], CHANNELS, min_length=1)  # stride-2 3x3 convs
     encoder_dim: int = checked(64, WIDTH)  # features per camera (Linear -> LayerNorm -> tanh)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UserError
 from .storage import fsync_dir
 
 EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
@@ -103,6 +104,10 @@ def save_episode(directory: str | Path, episode: Episode) -> Path:
         os.unlink(tmp.name)
 
 
+class NoEpisodesError(UserError, FileNotFoundError):
+    """A folder meant to hold episodes holds none; the message says how to record some."""
+
+
 def load_episode(path: str | Path) -> Episode:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -122,11 +127,11 @@ def load_episodes(directory: str | Path) -> list[Episode]:
     if is_recording(directory):
         episodes = load_recorded_episodes(directory)
         if not episodes:
-            raise FileNotFoundError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
+            raise NoEpisodesError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
         return episodes
     files = [path for _, path in episode_files(directory)]
     if not files:
-        raise FileNotFoundError(
+        raise NoEpisodesError(
             f"No episodes in '{directory}'; record some first, e.g. `dsrl-real collect-demos demos.out_dir={directory}`."
         )
     return [load_episode(f) for f in files]

@@ -226,6 +226,24 @@ def test_reopening_a_run_continues_it_and_refuses_other_cameras_or_a_second_writ
     assert records[0]["labels"]["human"] == {"score": 4, "success": True, "reward": 1.0, "valid": True}
 
 
+def test_a_table_on_disk_without_a_record_is_never_overwritten(tmp_path):
+    with RunRecorder(tmp_path, ["wrist"], 5.0) as rec:
+        for seed in (0, 1):
+            ep = rec.begin_episode("demo", seed, "pull the drawer out")
+            ep.add_step(action=np.full(7, seed, np.float32))
+            ep.finish(True, True, False, {})
+    episodes_file = tmp_path / "meta" / "episodes.jsonl"
+    episodes_file.write_text(episodes_file.read_text().splitlines()[0] + "\n")  # a lost record of episode 1
+    orphan = tmp_path / lerobot_path(tmp_path, "data_path", 1)
+    before = orphan.read_bytes()
+    with RunRecorder(tmp_path, ["wrist"], 5.0) as rec:
+        ep = rec.begin_episode("demo", 2, "pull the drawer out")
+        assert ep.index == 2
+        ep.add_step(action=np.zeros(7, np.float32))
+        ep.finish(True, True, False, {})
+    assert orphan.read_bytes() == before
+
+
 def test_bad_input_is_one_sentence(tmp_path):
     with RunRecorder(tmp_path, ["wrist"], 5.0) as rec:
         with pytest.raises(RecordingError, match="Unknown episode kind 'training'; choose one of: warm_start, train"):

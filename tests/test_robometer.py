@@ -26,7 +26,7 @@ from tiny_qwen import (
     train_tokenizer,
 )
 
-from dsrl_real.config import load_config
+from dsrl_real.config import ConfigError, load_config
 from dsrl_real.errors import UserError
 from dsrl_real.rewards import hf_loading
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, RewardBackend
@@ -365,6 +365,6 @@ def test_asking_for_an_absent_gpu_is_one_sentence(checkpoint, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match=r"^Device 'cuda' was asked for but PyTorch sees no CUDA GPU here"):
+    with pytest.raises(ConfigError, match=r"^reward.device='cuda' was asked for, but PyTorch sees no CUDA GPU here; use 'cpu' or 'auto'.$"):
         RobometerBackend.from_pretrained(checkpoint, device="cuda")
     assert RobometerBackend.from_pretrained(checkpoint, device="auto").device == "cpu"

@@ -14,6 +14,7 @@ import pytest
 
 from dsrl_real.config import ConfigError, load_config
 from dsrl_real.factory import build_env
+from dsrl_real.policies.checkpoint import CheckpointError
 from dsrl_real.ros import node as node_module
 from dsrl_real.ros.node import GuardedRobot, NodeParams, NodeRun, node_config, serve
 from dsrl_real.sim_mocks import rclpy_fake
@@ -239,6 +240,16 @@ def test_a_failure_mid_run_ends_safely_in_one_sentence(tmp_path):
     assert run.execute() == 1
     assert log.last == ("ERROR", f"The Franka pose on /x is 0.80 s old (limit 0.5 s); restart it; the arm was stopped, a "
                                  f"checkpoint was saved to {tmp_path}/checkpoints/episode_000002 and the environment was closed.")
+
+
+def test_any_user_error_mid_run_exits_2_like_the_cli(tmp_path):
+    class FullDiskTrainer(FakeTrainer):
+        def run(self, resume=False):
+            raise CheckpointError("Writing the checkpoint of episode 3 failed (No space left on device); free the space.")
+
+    log = Log()
+    assert NodeRun(NodeParams(overrides=tuple(sim_cfg(tmp_path))), log, trainer_factory=FullDiskTrainer).execute() == 2
+    assert log.last[0] == "ERROR" and log.last[1].startswith("Writing the checkpoint of episode 3 failed")
 
 
 def test_eval_mode_restores_and_evaluates_and_refuses_an_empty_folder(tmp_path):

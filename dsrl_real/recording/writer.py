@@ -108,7 +108,9 @@ class RunRecorder:
 
     @property
     def next_index(self) -> int:
-        return max((r["episode_index"] for r in self.records), default=-1) + 1
+        """After every index in use: recorded, on disk without a record, or left in progress."""
+        on_disk = [i for i, _ in self.layout.data_files()] + self.layout.partial_episodes()
+        return max([r["episode_index"] for r in self.records] + on_disk, default=-1) + 1
 
     def _task_index(self, instruction: str) -> int:
         if instruction not in self.tasks:

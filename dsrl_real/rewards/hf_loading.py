@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ..config import ConfigError
 from ..errors import UserError
 
 INSTALL_HINT = 'pip install "dsrl_real[rewards]"'
@@ -71,9 +72,9 @@ def resolve_device(device: str) -> str:
     try:
         kind = torch.device(device).type
     except RuntimeError as exc:
-        raise ValueError(f"Unknown torch device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from exc
+        raise ConfigError(f"reward.device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from exc
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} was asked for but PyTorch sees no CUDA GPU here: use 'cpu' or 'auto'.")
+        raise ConfigError(f"reward.device={device!r} was asked for, but PyTorch sees no CUDA GPU here; use 'cpu' or 'auto'.")
     return device
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import ros
 from ..config import CameraConfig, Config, ConfigError, load_config
+from ..errors import UserError
 from ..robots.base import PoseTarget, RobotState
 
 MODES = ("train", "eval", "human_oracle")
@@ -263,7 +264,7 @@ class NodeRun:
         except KeyboardInterrupt:
             self.log.info("Interrupted while connecting to the robot; no command was sent to the arm.")
             return 0
-        except ConfigError as err:
+        except UserError as err:
             self.log.error(str(err))
             return 2
         except Exception as err:  # noqa: BLE001 - e.g. the driver is not running: nothing was sent to the arm
@@ -283,7 +284,7 @@ class NodeRun:
                 self.log.info("Interrupted while setting up the learner; the environment was closed.")
                 return 0
             self.log.error(f"{str(err).rstrip('.')}; the environment was closed.")
-            return 2 if isinstance(err, ConfigError) else 1
+            return 2 if isinstance(err, UserError) else 1
         try:
             summary = self._run(cfg)
         except KeyboardInterrupt:
@@ -291,7 +292,7 @@ class NodeRun:
         except Exception as err:  # noqa: BLE001 - whatever ended the run, it ends safely and in one sentence
             if isinstance(err, _emergency_stop_error()):
                 return self._finish(f"Emergency stop ({err})", 0, interrupted=True)
-            return self._finish(str(err).rstrip("."), 2 if isinstance(err, ConfigError) else 1, interrupted=True)
+            return self._finish(str(err).rstrip("."), 2 if isinstance(err, UserError) else 1, interrupted=True)
         return self._finish(summary, 0, interrupted=False)
 
     def _run(self, cfg: Config) -> str:
