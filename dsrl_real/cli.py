@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from .config import ConfigError, check_config, load_config, to_yaml
-from .env import StaleFrameError
+from .envs.robot_env import StaleFrameError
 from .errors import UserError
 from .rewards.scoring import EmergencyStop
 
@@ -31,7 +31,7 @@ def _cmd_rollout(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .factory import build_env
+    from .envs.make import build_env
     from .rollout import random_policy, run_episode, scripted_expert, success_summary
 
     cfg = load_config(args.config, args.overrides)
@@ -78,7 +78,7 @@ def _progress():
 
 
 def _cmd_collect_demos(args) -> int:
-    from .demos import collect_demos
+    from .data.demos import collect_demos
 
     cfg = load_config(args.config, args.overrides)
     with _progress() as progress:
@@ -88,8 +88,8 @@ def _cmd_collect_demos(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from .episodes import load_episodes
-    from .factory import build_env
+    from .data.episodes import load_episodes
+    from .envs.make import build_env
     from .policies.pretrain import POLICY_FILE, Trainer
 
     cfg = load_config(args.config, args.overrides)
@@ -117,8 +117,8 @@ def _cmd_demo(args) -> int:
     import dataclasses
     import time
 
-    from .pipeline import base_success, pretrain_from_demos
-    from .train import DSRLTrainer
+    from .policies.pipeline import base_success, pretrain_from_demos
+    from .train.trainer import DSRLTrainer
 
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -146,7 +146,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train import DSRLTrainer
+    from .train.trainer import DSRLTrainer
 
     cfg = load_config(args.config, args.overrides)
     trainer = DSRLTrainer(cfg)
@@ -160,7 +160,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .train import DSRLTrainer
+    from .train.trainer import DSRLTrainer
 
     cfg = load_config(args.config, args.overrides)
     trainer = DSRLTrainer(cfg)
@@ -194,9 +194,9 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from . import bench
+    from .bench import BENCHMARKS
 
-    print(json.dumps(bench.BENCHMARKS[args.name](), indent=2))
+    print(json.dumps(BENCHMARKS[args.name](), indent=2))
     return 0
 
 
@@ -211,7 +211,7 @@ def _table_console():
 
 
 def _cmd_audit(args) -> int:
-    from .audit import audit_table, confusion_tables, main_json, write_audit
+    from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
 
     result, json_path, png_path = write_audit(args.run_dir, reference=args.reference, out_dir=args.out, resamples=args.resamples)
     console = _table_console()
@@ -223,7 +223,7 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .report import agreement_lines, report_table, write_report
+    from .analysis.report import agreement_lines, report_table, write_report
 
     summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
     console = _table_console()
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
              config=False)
     _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
              run_dir, out, config=False)
-    from .bench import BENCHMARKS
+    from .bench.benchmarks import BENCHMARKS
 
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
     return parser

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .env import RobotEnv
-from .episodes import Episode, EpisodeBuilder
-from .sim_mocks.expert import ScriptedExpert
+from .data.episodes import Episode, EpisodeBuilder
+from .envs.robot_env import RobotEnv
+from .sim.expert import ScriptedExpert
 
 ActionFn = Callable[[dict], np.ndarray]
 EVAL_SEED = 10_000  # evaluation scenes: fixed, and never the demo or training scenes

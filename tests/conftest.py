@@ -17,7 +17,7 @@ FAST_TRAIN = ["cameras=[]", "policy.external=dsrl_real.policies.examples:scaled_
 def fast_trainer():
     """`fast_trainer(out_dir, *overrides, policy=None)`: a DSRLTrainer of the tiny run writing into out_dir."""
     from dsrl_real.config import load_config
-    from dsrl_real.train import DSRLTrainer
+    from dsrl_real.train.trainer import DSRLTrainer
 
     made = []
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsrl_real.factory import make_sim_env
+from dsrl_real.envs.make import make_sim_env
 from dsrl_real.recording import RunRecorder
 from dsrl_real.recording.loop import record_episode
 from dsrl_real.rewards.base import EpisodeClip, SimTruthBackend

@@ -544,7 +544,7 @@ def test_state_dict_round_trip_continues_identically(algorithm, tmp_path):
 
 
 def test_trains_from_replay_batches_with_demos_and_frames():
-    from dsrl_real.replay import ReplayBuffer
+    from dsrl_real.data.replay import ReplayBuffer
 
     rng = np.random.default_rng(12)
     buf = ReplayBuffer(capacity=500)

@@ -224,7 +224,7 @@ def test_na_distills_q_w_onto_q_a_through_the_shared_encoder():
 
 # ---- frames stay uint8 ---------------------------------------------------------------------------------------
 def test_frames_reach_the_jitted_step_as_the_uint8_arrays_sampled(monkeypatch):
-    from dsrl_real.replay import ReplayBuffer
+    from dsrl_real.data.replay import ReplayBuffer
 
     rng = np.random.default_rng(8)
     buf = ReplayBuffer(100)
@@ -307,7 +307,7 @@ FAST = ["policy.external=dsrl_real.policies.examples:scaled_noise_policy", "trai
 
 def test_trainer_runs_warm_start_updates_and_evaluation_on_camera_frames(tmp_path):
     from dsrl_real.config import load_config
-    from dsrl_real.train import DSRLTrainer
+    from dsrl_real.train.trainer import DSRLTrainer
 
     cfg = load_config(overrides=[*FAST, f"train.out_dir={tmp_path}", "train.env_steps=24"])
     trainer = DSRLTrainer(cfg)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from dsrl_real.audit import AuditError, audit_pairs, audit_run, kendall_tau, pairwise_accuracy
+from dsrl_real.analysis.audit import AuditError, audit_pairs, audit_run, kendall_tau, pairwise_accuracy
 from dsrl_real.cli import main
-from dsrl_real.factory import make_sim_env
+from dsrl_real.envs.make import make_sim_env
 from dsrl_real.recording import RunRecorder
 from dsrl_real.recording.loop import record_episode
 from dsrl_real.rewards.base import EpisodeClip, EpisodeScore, SimTruthBackend

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import FAST_TRAIN
 
-from dsrl_real import checkpoints
+from dsrl_real.analysis.metrics import MetricsLogger, read_records
+from dsrl_real.analysis.report import read_metrics
 from dsrl_real.config import ConfigError
-from dsrl_real.metrics import MetricsLogger, read_records
 from dsrl_real.policies.checkpoint import CheckpointError, load_policy, save_policy
 from dsrl_real.recording import RecordingError, RunRecorder
-from dsrl_real.report import read_metrics
 from dsrl_real.runlock import LOCK_FILE, RunLock
 from dsrl_real.storage import atomic_file
+from dsrl_real.train import checkpoints
 
 NO_RECORDING = "train.record=false"
 CHECKPOINT_FILES = ["agent.msgpack", "counters.json", "manifest.json", "replay.npz"]
@@ -49,7 +49,7 @@ def leftovers(out: Path) -> list[str]:
 def three_episodes(tmp_path_factory):
     """A finished tiny run of 3 episodes (checkpoints episode_000002 and episode_000003), without recording."""
     from dsrl_real.config import load_config
-    from dsrl_real.train import DSRLTrainer
+    from dsrl_real.train.trainer import DSRLTrainer
 
     out = tmp_path_factory.mktemp("three") / "run"
     trainer = DSRLTrainer(load_config(overrides=[*FAST_TRAIN, f"train.out_dir={out}", NO_RECORDING, "train.env_steps=36"]))
@@ -259,9 +259,9 @@ CHILD = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {tests!r})
     from conftest import FAST_TRAIN
-    import dsrl_real.checkpoints as ck
+    import dsrl_real.train.checkpoints as ck
     from dsrl_real.config import load_config
-    from dsrl_real.train import DSRLTrainer
+    from dsrl_real.train.trainer import DSRLTrainer
 
     out, block_at = sys.argv[1], int(sys.argv[2])
     real_save, real_fsync, state = ck.save, os.fsync, {{"armed": False, "calls": 0}}
@@ -318,7 +318,7 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused_and_the_previous_checkpoint_re
     flip_bit(run_copy / "checkpoints" / "episode_000003" / name, 0.5 if name != "manifest.json" else 0.02)
     before = hashes(run_copy)
     trainer = fast_trainer(run_copy, NO_RECORDING, "train.env_steps=48")
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.train"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 2
     assert [r.getMessage() for r in caplog.records] == [
         f"Resuming from the checkpoint {run_copy / 'checkpoints' / 'episode_000002'} instead ({problem}); "
@@ -332,13 +332,13 @@ def test_a_truncated_replay_file_falls_back_with_one_sentence_also_in_a_checkpoi
     size = replay.stat().st_size
     os.truncate(replay, size // 2)
     trainer = fast_trainer(run_copy, NO_RECORDING)
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.train"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 2
     assert f"(episode_000003/replay.npz is truncated ({size // 2} of {size} bytes))" in caplog.text
     for folder in checkpoints.listed(run_copy):  # as written before checkpoints had manifests
         (folder / "manifest.json").unlink()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.train"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 2
     assert (f"(episode_000003/replay.npz cannot be loaded (ReplayFileError: The replay buffer file '{replay}' is truncated "
             "or corrupt (BadZipFile)))") in caplog.text
@@ -385,7 +385,7 @@ def test_latest_never_leads_out_of_the_run_folder(run_copy, tmp_path, fast_train
     (elsewhere / "manifest.json").unlink()
     (run_copy / "LATEST").write_text("../../elsewhere/x")
     trainer = fast_trainer(run_copy, NO_RECORDING)
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.train"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 3
     assert [r.getMessage() for r in caplog.records] == [
         f"{run_copy / 'LATEST'} names '../../elsewhere/x', which is not a checkpoint of this run; it was ignored and "
@@ -413,7 +413,7 @@ def test_a_torn_last_metrics_line_is_skipped_by_every_reader_and_cut_before_the_
     assert [r["step"] for r in read_records(path)] == [0, 12] and [r["step"] for r in read_metrics(tmp_path)] == [0, 12]
     logger = MetricsLogger(tmp_path, wandb_mode="disabled")
     assert [r["step"] for r in logger.records("episode")] == [12]
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.metrics"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.analysis.metrics"):
         logger.log("episode", 24, episode=2)
     assert path.read_text().startswith(complete) and [r["step"] for r in read_records(path)] == [0, 12, 24]
     assert caplog.messages == [f"{path} ended in a line torn by a crash (23 bytes); it was cut off before appending."]
@@ -468,7 +468,7 @@ def test_a_second_trainer_without_recording_is_refused_until_the_first_is_killed
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from conftest import FAST_TRAIN
         from dsrl_real.config import load_config
-        from dsrl_real.train import DSRLTrainer
+        from dsrl_real.train.trainer import DSRLTrainer
         trainer = DSRLTrainer(load_config(overrides=[*FAST_TRAIN, "train.out_dir={out}", "train.record=false",
                                                      "train.env_steps=1000"]))
         def reset(**kwargs):  # the first trainer, busy at its robot

@@ -4,7 +4,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import dsrl_real  # noqa: F401  (registers the environments)
-from dsrl_real.factory import make_sim_env
+from dsrl_real.envs.make import make_sim_env
 from dsrl_real.rollout import run_episode, scripted_expert
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dsrl_real.config import load_config
-from dsrl_real.demos import collect_demos
-from dsrl_real.episodes import Episode, load_episode, load_episodes, save_episode
+from dsrl_real.data.demos import collect_demos
+from dsrl_real.data.episodes import Episode, load_episode, load_episodes, save_episode
 from dsrl_real.errors import UserError
 from dsrl_real.recording import RecordingError
 
@@ -36,7 +36,7 @@ def test_collect_demos_into_a_folder_with_a_gap_continues_after_the_highest_inde
 def test_an_episode_is_never_written_over_an_existing_file(tmp_path, monkeypatch):
     save_episode(tmp_path, episode(0.0))
     # Another writer takes index 1 between this writer's look at the folder and its write.
-    from dsrl_real import episodes
+    from dsrl_real.data import episodes
 
     real = episodes.episode_files
     calls = []

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from dsrl_real.factory import make_sim_env
+from dsrl_real.envs.make import make_sim_env
 from dsrl_real.rollout import run_episode, scripted_expert, wilson_interval
-from dsrl_real.sim_mocks.expert import ScriptedExpert
-from dsrl_real.sim_mocks.tabletop import Tabletop
+from dsrl_real.sim.expert import ScriptedExpert
+from dsrl_real.sim.tabletop import Tabletop
 
 
 @pytest.mark.parametrize("task", ["monkey", "drawer"])

@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+from fakes import rclpy_fake
+from fakes import ros_api as api
 from scipy.spatial.transform import Rotation
 
 from dsrl_real import ros
@@ -13,8 +15,6 @@ from dsrl_real.config import RobotConfig, load_config
 from dsrl_real.geometry import rpy_to_matrix
 from dsrl_real.robots.base import PoseTarget, Robot
 from dsrl_real.robots.franka import FrankaRobot
-from dsrl_real.sim_mocks import rclpy_fake
-from dsrl_real.sim_mocks import ros_api as api
 
 COMMAND = "/cartesian_impedance_controller/equilibrium_pose"
 POSE = "/franka_robot_state_broadcaster/current_pose"
@@ -328,8 +328,9 @@ def test_missing_rclpy_gives_an_install_hint(monkeypatch):
 
 
 def test_factory_builds_a_franka_env_with_topic_and_realsense_cameras(graph):
-    from dsrl_real.factory import build_env
-    from dsrl_real.sim_mocks import realsense as fake_rs
+    from fakes import realsense as fake_rs
+
+    from dsrl_real.envs.make import build_env
 
     fake, _ = graph
     arm = rclpy_fake.FakeFranka(fake).start()
@@ -354,7 +355,7 @@ def test_factory_builds_a_franka_env_with_topic_and_realsense_cameras(graph):
 
 def test_a_camera_that_fails_closes_the_connected_arm(graph):
     from dsrl_real.config import ConfigError
-    from dsrl_real.factory import build_env
+    from dsrl_real.envs.make import build_env
 
     fake, _ = graph
     arm = rclpy_fake.FakeFranka(fake).start()

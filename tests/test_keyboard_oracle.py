@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dsrl_real.config import load_config
-from dsrl_real.factory import build_env
+from dsrl_real.envs.make import build_env
 from dsrl_real.rewards.base import EpisodeClip
 from dsrl_real.rewards.keyboard import ENDS_EPISODE, HumanEvent, KeyboardOracle
 from dsrl_real.rewards.simulated_human import SimulatedHuman, progress_score

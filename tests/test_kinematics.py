@@ -1,7 +1,7 @@
 import numpy as np
 
 from dsrl_real.geometry import matrix_to_rpy, pose_to_matrix, rpy_to_matrix
-from dsrl_real.sim_mocks import kinematics as k
+from dsrl_real.sim import kinematics as k
 
 
 def test_home_pose_matches_interbotix_description():

@@ -4,9 +4,8 @@ colcon-like install tree."""
 from pathlib import Path
 
 import pytest
-
-from dsrl_real.sim_mocks import launch_fake
-from dsrl_real.sim_mocks.launch_api import XSARM_MODELS, LaunchAPIMismatch
+from fakes import launch_fake
+from fakes.launch_api import XSARM_MODELS, LaunchAPIMismatch
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_LAUNCH_FILES = sorted(p.name for p in (REPO / "launch").glob("*_*.launch.py") if p.name != "dsrl_node.launch.py")

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import setuptools
+from fakes import launch_fake
 
 import dsrl_real
-from dsrl_real.sim_mocks import launch_fake
 
 try:
     import tomllib
@@ -52,7 +52,8 @@ def test_pyproject_declares_the_same_package_as_setup_py():
     assert pip_files == installed_files(SETUP["data_files"])
     include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     assert sorted(setuptools.find_packages(where=REPO, include=include)) == sorted(SETUP["packages"])
-    assert "dsrl_real.sim_mocks" in SETUP["packages"]
+    assert {"dsrl_real.sim", "dsrl_real.agents.dsrl", "dsrl_real.train"} <= set(SETUP["packages"])
+    assert not [p for p in SETUP["packages"] if "fake" in p or "mock" in p]  # test doubles stay in tests/
 
 
 def test_console_scripts_are_the_cli_and_the_ros_node_and_resolve_to_callables():

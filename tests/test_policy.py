@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from dsrl_real.config import PolicyConfig, PretrainConfig
-from dsrl_real.episodes import Episode, load_episodes, save_episode
-from dsrl_real.factory import make_sim_env
+from dsrl_real.data.episodes import Episode, load_episodes, save_episode
+from dsrl_real.envs.make import make_sim_env
 from dsrl_real.policies.base import BasePolicy
 from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_policy, save_policy
 from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, cosine_alpha_bars, ddim_timesteps, init_params

@@ -1,4 +1,4 @@
-from dsrl_real.rate import RateKeeper
+from dsrl_real.envs.rate import RateKeeper
 
 
 class FakeClock:

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from fakes import realsense as fake_rs
 
 from dsrl_real.robots.base import Camera
 from dsrl_real.robots.realsense import RealSenseCamera
-from dsrl_real.sim_mocks import realsense as fake_rs
 
 
 def solid(value: int, shape=(480, 640)) -> np.ndarray:
@@ -155,8 +155,8 @@ def test_missing_pyrealsense2_gives_an_install_hint(monkeypatch):
 
 
 def test_fake_renders_the_simulator():
-    render = pytest.importorskip("dsrl_real.sim_mocks.render")
-    from dsrl_real.sim_mocks.tabletop import Tabletop
+    render = pytest.importorskip("dsrl_real.sim.render")
+    from dsrl_real.sim.tabletop import Tabletop
 
     sim, renderer = Tabletop("monkey", seed=0), render.Renderer(128, 128)
     with fake_rs.install({"111": lambda: renderer.render(sim, "third_person")}):

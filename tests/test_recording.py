@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from dsrl_real.config import load_config
-from dsrl_real.demos import collect_demos
-from dsrl_real.env import image_key
-from dsrl_real.episodes import load_episodes
-from dsrl_real.factory import make_sim_env
+from dsrl_real.data.demos import collect_demos
+from dsrl_real.data.episodes import load_episodes
+from dsrl_real.envs.make import make_sim_env
+from dsrl_real.envs.robot_env import image_key
 from dsrl_real.policies.pretrain import chunk_dataset
 from dsrl_real.recording import RecordedRun, RecordingError, RunRecorder
 from dsrl_real.recording.loop import record_episode, step_columns
@@ -342,8 +342,8 @@ def test_odd_sized_frames_are_padded_for_h264_and_read_back_at_their_own_size(tm
 
 
 def test_recorded_episodes_seed_a_replay_buffer(tmp_path):
+    from dsrl_real.data.replay import ReplayBuffer
     from dsrl_real.recording import replay_episodes
-    from dsrl_real.replay import ReplayBuffer
 
     env = make_sim_env(cameras=(), seed=0, max_steps=10)
     rng = np.random.default_rng(0)
@@ -385,7 +385,7 @@ def test_missing_or_damaged_files_of_a_recorded_run_are_named_when_read(tmp_path
     assert str(caught.value).startswith(f"'{run_dir / VIDEO}', the 'wrist' video of episode 2, is unreadable (")
     assert len(run.episode(3, images=True).observations["wrist_image"]) == run.record(3)["length"]  # the rest reads
     # A shorter video in an episode's place: its frame count disagrees with the record.
-    from dsrl_real.metrics import write_video
+    from dsrl_real.analysis.metrics import write_video
 
     target = run.layout.video_path(3, "wrist")
     write_video(target, np.zeros((3, 16, 16, 3), np.uint8), fps=5.0)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from dsrl_real.geometry import pose_to_matrix
-from dsrl_real.sim_mocks import kinematics
-from dsrl_real.sim_mocks.render import VIEWS, Renderer
-from dsrl_real.sim_mocks.tabletop import Tabletop
+from dsrl_real.sim import kinematics
+from dsrl_real.sim.render import VIEWS, Renderer
+from dsrl_real.sim.tabletop import Tabletop
 
 
 @pytest.fixture(scope="module")

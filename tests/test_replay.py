@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dsrl_real.replay import ReplayBuffer
+from dsrl_real.data.replay import ReplayBuffer
 
 H, A, F = 4, 7, 5
 FRAME = (8, 6, 3)

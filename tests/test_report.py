@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from dsrl_real.audit import audit_run, summary
+from dsrl_real.analysis.audit import audit_run, summary
+from dsrl_real.analysis.metrics import MetricsLogger
+from dsrl_real.analysis.report import ReportError, summarize_run
 from dsrl_real.cli import main
-from dsrl_real.metrics import MetricsLogger
 from dsrl_real.recording import RecordedRun, RunRecorder
-from dsrl_real.report import ReportError, summarize_run
 
 # kind, steps, steps with a safety intervention, success, the human's and the backend's success
 EPISODES = [

@@ -9,8 +9,8 @@ import pytest
 
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
-from dsrl_real.factory import build_env
-from dsrl_real.replay import ReplayBuffer
+from dsrl_real.data.replay import ReplayBuffer
+from dsrl_real.envs.make import build_env
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, EpisodeScore, ProgressScore
 from dsrl_real.rewards.detection import StageChange, StageTracker, SuccessDetector
 from dsrl_real.rewards.keyboard import HumanEvent
@@ -23,8 +23,8 @@ from dsrl_real.rewards.scoring import (
     resolve_end_on,
     score_episode,
 )
-from dsrl_real.sim_mocks.expert import ScriptedExpert
-from dsrl_real.train import DSRLTrainer, FeatureFn, run_chunk_episode
+from dsrl_real.sim.expert import ScriptedExpert
+from dsrl_real.train.trainer import DSRLTrainer, FeatureFn, run_chunk_episode
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
 FAST = ["cameras=[]", "train.wandb=disabled", "train.eval_episodes=1", "train.eval_every_steps=100000",
@@ -353,7 +353,7 @@ def test_a_human_key_ends_the_episode_with_its_label(key, reason, success):
 
 def test_emergency_stop_in_training_keeps_every_finished_episode(tmp_path, monkeypatch, capsys):
     keys = ScriptedKeys([None, None, HumanEvent.SUCCESS] + [None] * 3 + [HumanEvent.ESTOP])
-    monkeypatch.setattr("dsrl_real.train.build_reward_backend", lambda cfg: keys)
+    monkeypatch.setattr("dsrl_real.train.trainer.build_reward_backend", lambda cfg: keys)
     out = tmp_path / "run"
     code = main(["train", *FAST, EXTERNAL, "train.eval_episodes=0", f"train.out_dir={out}", "train.env_steps=1000"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -404,7 +404,7 @@ def test_dsrl_run_on_the_two_stage_task_reaches_the_second_stage_and_ends_on_det
 
 # ---- dsrl-real score -----------------------------------------------------------------------------------
 def test_score_reads_the_video_and_prints_the_backends_answer(tmp_path, monkeypatch, capsys):
-    from dsrl_real.metrics import write_video
+    from dsrl_real.analysis.metrics import write_video
 
     frames = np.zeros((8, 32, 32, 3), np.uint8)
     frames[:, 8:24, 8:24, 0] = 200
@@ -429,7 +429,7 @@ def test_score_reads_the_video_and_prints_the_backends_answer(tmp_path, monkeypa
 
 
 def test_score_argument_errors_are_one_sentence(tmp_path, capsys):
-    from dsrl_real.metrics import write_video
+    from dsrl_real.analysis.metrics import write_video
 
     video = write_video(tmp_path / "episode.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=5.0)
     cases = [
@@ -460,7 +460,7 @@ def tiny_robometer(tmp_path_factory):
 
 
 def test_score_a_video_with_a_tiny_robometer(tiny_robometer, tmp_path, capsys):
-    from dsrl_real.metrics import write_video
+    from dsrl_real.analysis.metrics import write_video
     from dsrl_real.rewards.frames import subsample_indices
 
     frames = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)

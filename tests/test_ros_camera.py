@@ -4,16 +4,16 @@ import re
 
 import numpy as np
 import pytest
+from fakes import rclpy_fake
+from fakes import realsense as fake_rs
 
 from dsrl_real import ros
 from dsrl_real.config import load_config
-from dsrl_real.env import RobotEnv, StaleFrameError
-from dsrl_real.factory import safety_limits
+from dsrl_real.envs.make import safety_limits
+from dsrl_real.envs.robot_env import RobotEnv, StaleFrameError
 from dsrl_real.robots.base import Camera, PoseTarget, RobotState
 from dsrl_real.robots.manual import ManualScene
 from dsrl_real.robots.ros_camera import RosTopicCamera, image_to_rgb
-from dsrl_real.sim_mocks import rclpy_fake
-from dsrl_real.sim_mocks import realsense as fake_rs
 from dsrl_real.tasks import TaskSpec
 
 TOPIC = "/camera/camera/color/image_raw"
@@ -190,7 +190,7 @@ def test_a_stalled_realsense_names_its_serial():
 
 
 def test_simulated_envs_do_not_check_frame_age():
-    from dsrl_real.factory import build_env
+    from dsrl_real.envs.make import build_env
 
     env = build_env(load_config(overrides=["cameras=[]"]))
     assert env.max_frame_age_s is None

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import rclpy_fake
 
 from dsrl_real.config import ConfigError, load_config
-from dsrl_real.factory import build_env
+from dsrl_real.envs.make import build_env
 from dsrl_real.policies.checkpoint import CheckpointError
 from dsrl_real.ros import node as node_module
 from dsrl_real.ros.node import GuardedRobot, NodeParams, NodeRun, node_config, serve
-from dsrl_real.sim_mocks import rclpy_fake
 
 HOLD = np.array([0, 0, 0, 0, 0, 0, 1.0])
 
@@ -155,7 +155,7 @@ def test_use_sim_runs_the_task_on_the_simulated_tabletop():
 # ---- how runs end ---------------------------------------------------------------------------------
 def test_ctrl_c_mid_training_stops_the_arm_saves_a_checkpoint_and_closes_the_env(tmp_path):
     """The real trainer on the simulator; Ctrl-C arrives in the middle of the second training episode."""
-    from dsrl_real.train import DSRLTrainer
+    from dsrl_real.train.trainer import DSRLTrainer
 
     events, held = [], {}
 
@@ -302,8 +302,9 @@ def run_on_a_fake_widowx(tmp_path, trainer_factory, runs: list | None = None):
     """The node on the widowx_monkey config against the Interbotix fake (torque off on close: the
     default); checks that the arm ends torqued off in its sleep pose and returns (exit code, log, the
     arm's calls after the second reset, reads left out). `runs` receives the NodeRun before it executes."""
-    from dsrl_real.sim_mocks import interbotix as fake_ix
-    from dsrl_real.sim_mocks.tabletop import Tabletop
+    from fakes import interbotix as fake_ix
+
+    from dsrl_real.sim.tabletop import Tabletop
 
     overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
     log = Log()
@@ -462,7 +463,7 @@ def test_an_emergency_stop_message_and_an_outside_rclpy_shutdown_end_the_run(tmp
 
 
 def test_a_stale_camera_ends_a_franka_run_with_the_arm_held(tmp_path):
-    from dsrl_real.sim_mocks import realsense as fake_rs
+    from fakes import realsense as fake_rs
 
     trainers = []
 
@@ -520,7 +521,7 @@ def test_franka_driver_not_running_ends_the_node_in_one_sentence_and_sends_nothi
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from dsrl_real.sim_mocks import rclpy_fake
+from fakes import rclpy_fake
 from dsrl_real.ros.node import serve
 from test_ros_node import FakeTrainer
 import logging
@@ -592,7 +593,7 @@ REPO = Path(__file__).resolve().parent.parent
 def launched_argv(tmp_path, **node_kwargs) -> list[str]:
     """`dsrl_real_node` with the arguments launch_ros would start it with: from widowx_monkey.launch.py as it is, or
     (node_kwargs) from a launch_ros Node(package='dsrl_real', executable='dsrl_real_node', **node_kwargs)."""
-    from dsrl_real.sim_mocks import launch_fake
+    from fakes import launch_fake
 
     prefix = launch_fake.install_like_colcon(REPO, tmp_path / "install" / "dsrl_real")
     with launch_fake.install(prefixes=[prefix]) as fake:
@@ -613,11 +614,12 @@ def launched_argv(tmp_path, **node_kwargs) -> list[str]:
     ({"arguments": ["--ros-args", "-r", "dsrl_real:__node:=learner"]}, ["interbotix_robot_manipulation", "learner"]),
 ], ids=["launch-file", "global-node-remap", "node-targeted-remap"])
 def test_our_node_and_the_interbotix_node_in_one_process_under_launch_ros_arguments(tmp_path, node_kwargs, names):
+    from fakes import interbotix as fake_ix
+
     from dsrl_real import ros
     from dsrl_real.config import RobotConfig
     from dsrl_real.robots.widowx import WidowXRobot
-    from dsrl_real.sim_mocks import interbotix as fake_ix
-    from dsrl_real.sim_mocks.tabletop import Tabletop
+    from dsrl_real.sim.tabletop import Tabletop
 
     argv = launched_argv(tmp_path, **node_kwargs)
     with rclpy_fake.install() as fake, fake_ix.install(Tabletop("monkey", seed=0), ros=fake) as ix:

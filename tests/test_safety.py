@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsrl_real.factory import make_sim_env
+from dsrl_real.envs.make import make_sim_env
+from dsrl_real.envs.safety import SafetyFilter, SafetyLimits, UnsafeStateError
 from dsrl_real.geometry import wrap_angle
 from dsrl_real.robots.base import RobotState
-from dsrl_real.safety import SafetyFilter, SafetyLimits, UnsafeStateError
 
 LIMITS = SafetyLimits((0.15, -0.2, 0.02), (0.42, 0.2, 0.25), 0.05, 0.25, (-0.5, 0.7, -0.8), (0.5, 1.5, 0.8))
 EPS = 1e-9
@@ -130,7 +130,7 @@ def test_empty_orientation_box_and_wrong_sizes_are_rejected():
 
 def test_nan_in_the_configured_workspace_is_refused_before_the_arm_moves():
     from dsrl_real.config import ConfigError, load_config
-    from dsrl_real.factory import build_env, safety_limits
+    from dsrl_real.envs.make import build_env, safety_limits
 
     with pytest.raises(ConfigError, match=r"^safety.workspace_low\[1\] = nan is not a finite number; it must be in \[-2, 2\].$"):
         load_config(overrides=["safety.workspace_low=[0.15,.nan,0.02]", "cameras=[]"])

@@ -12,7 +12,7 @@ import pytest
 
 from dsrl_real.config import load_config
 from dsrl_real.policies.examples import ScaledNoisePolicy
-from dsrl_real.train import DSRLTrainer
+from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
 FAST = ["cameras=[]", EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
@@ -175,7 +175,7 @@ def tiny_diffusion_policy(env):
 
 @pytest.mark.parametrize("algorithm", ["dsrl_sac", "dsrl_na"])
 def test_both_algorithms_train_from_a_diffusion_policy(tmp_path, algorithm):
-    from dsrl_real.factory import make_sim_env
+    from dsrl_real.envs.make import make_sim_env
 
     policy = tiny_diffusion_policy(make_sim_env(cameras=(), seed=0))
     trainer = make_trainer(tmp_path, "train.env_steps=36", f"agent.algorithm={algorithm}", "agent.na_distill_steps=2", policy=policy)

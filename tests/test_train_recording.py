@@ -9,23 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsrl_real.audit import audit_run
+from dsrl_real.analysis.audit import audit_run
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
-from dsrl_real.factory import build_env, make_sim_env
+from dsrl_real.envs.make import build_env, make_sim_env
 from dsrl_real.policies.examples import ScaledNoisePolicy
 from dsrl_real.recording import RecordedRun, RunRecorder
 from dsrl_real.recording.loop import record_episode
+from dsrl_real.recording.run import ShadowScorers
 from dsrl_real.rewards.base import SimTruthBackend
 from dsrl_real.rewards.keyboard import HumanEvent
 from dsrl_real.rewards.registry import build_reward_backend
 from dsrl_real.rewards.scoring import EmergencyStop
 from dsrl_real.rewards.simulated_human import progress_score
 from dsrl_real.rollout import EVAL_SEED, scripted_expert, wilson_interval
-from dsrl_real.sim_mocks.expert import ScriptedExpert
+from dsrl_real.sim.expert import ScriptedExpert
 from dsrl_real.tasks import TaskStatus
-from dsrl_real.train import LEARNER_THREAD, DSRLTrainer
-from dsrl_real.train_recording import ShadowScorers
+from dsrl_real.train.trainer import LEARNER_THREAD, DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
 FAST = ["cameras=[]", EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
@@ -211,7 +211,7 @@ def test_recorded_runs_seed_the_buffer_before_the_warm_start(oracle_run, tmp_pat
         for seed in range(2):
             record_episode(demo_env, scripted_expert(demo_env, 0.1, seed=seed), rec, kind="demo", seed=seed)
     real_build = build_reward_backend
-    monkeypatch.setattr("dsrl_real.train.build_reward_backend",
+    monkeypatch.setattr("dsrl_real.train.trainer.build_reward_backend",
                         lambda cfg, name=None: Broken() if name == "robometer" else real_build(cfg, name=name))
     out = tmp_path / "seeded"
     cfg = load_config(overrides=[*ORACLE, f"train.out_dir={out}", "train.env_steps=40", "reward.shadow=[robometer]",
@@ -228,7 +228,7 @@ def test_recorded_runs_seed_the_buffer_before_the_warm_start(oracle_run, tmp_pat
         return warm_noise(features)
 
     trainer._warm_noise = first_warm_noise
-    with caplog.at_level(logging.WARNING, logger="dsrl_real.train"):
+    with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         try:
             trainer.run()
         finally:

@@ -7,19 +7,19 @@ import time
 
 import numpy as np
 import pytest
+from fakes import interbotix as fake_ix
+from fakes import interbotix_api as api
 
 from dsrl_real.config import RobotConfig, load_config
-from dsrl_real.env import RobotEnv
-from dsrl_real.factory import safety_limits
+from dsrl_real.envs.make import safety_limits
+from dsrl_real.envs.robot_env import RobotEnv
 from dsrl_real.geometry import matrix_to_rpy, pose_to_matrix
 from dsrl_real.robots.base import PoseTarget, Robot
 from dsrl_real.robots.sim import SimScene
 from dsrl_real.robots.widowx import WidowXRobot
-from dsrl_real.sim_mocks import interbotix as fake_ix
-from dsrl_real.sim_mocks import interbotix_api as api
-from dsrl_real.sim_mocks import kinematics
-from dsrl_real.sim_mocks.expert import ScriptedExpert
-from dsrl_real.sim_mocks.tabletop import START_RPY, START_XYZ, Tabletop
+from dsrl_real.sim import kinematics
+from dsrl_real.sim.expert import ScriptedExpert
+from dsrl_real.sim.tabletop import START_RPY, START_XYZ, Tabletop
 from dsrl_real.tasks import MONKEY
 
 CFG = RobotConfig(kind="widowx", driver_timeout_s=5.0)
@@ -337,7 +337,7 @@ def test_fake_keeps_the_real_quirks(setup):
 
 
 def test_with_the_rclpy_fake_the_global_node_is_an_rclpy_node_and_shutdown_ends_rclpy_as_upstream():
-    from dsrl_real.sim_mocks import rclpy_fake
+    from fakes import rclpy_fake
 
     with rclpy_fake.install() as ros, fake_ix.install(Tabletop("monkey", seed=0), ros=ros) as fake:
         robot = WidowXRobot.connect(CFG)  # nobody called rclpy.init(): create_interbotix_global_node does
@@ -350,9 +350,10 @@ def test_with_the_rclpy_fake_the_global_node_is_an_rclpy_node_and_shutdown_ends_
 
 
 def test_factory_builds_the_hardware_env_from_config_with_both_fakes():
+    from fakes import realsense as fake_rs
+
     from dsrl_real.config import CameraConfig
-    from dsrl_real.factory import build_env
-    from dsrl_real.sim_mocks import realsense as fake_rs
+    from dsrl_real.envs.make import build_env
 
     cfg = load_config(overrides=["robot.kind=widowx", "robot.driver_timeout_s=5"])
     cfg.cameras = [CameraConfig(name="third_person", kind="realsense", serial="111", width=64, height=48)]
@@ -369,7 +370,7 @@ def test_factory_builds_the_hardware_env_from_config_with_both_fakes():
 
 
 def test_hardware_reset_sends_the_arm_home_then_asks_the_person_then_goes_to_start():
-    from dsrl_real.factory import build_env
+    from dsrl_real.envs.make import build_env
 
     cfg = load_config(overrides=["robot.kind=widowx", "robot.driver_timeout_s=5", "cameras=[]"])
     sim = Tabletop("monkey", seed=0)

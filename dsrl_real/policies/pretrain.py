@@ -14,7 +14,7 @@ import optax
 from flax import serialization
 
 from ..config import PolicyConfig, PretrainConfig
-from ..episodes import Episode
+from ..data.episodes import Episode
 from .checkpoint import CheckpointError, read_checkpoint, save_policy
 from .diffusion import DiffusionModel, DiffusionPolicy, Normalization, cosine_alpha_bars, diffusion_loss, init_params
 

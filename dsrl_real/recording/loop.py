@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..env import RobotEnv, image_key
+from ..envs.robot_env import RobotEnv, image_key
 from ..rewards.base import EpisodeClip, RewardBackend
 from .labels import shadow_labels
 from .writer import RunRecorder

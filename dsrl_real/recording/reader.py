@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..episodes import Episode
+from ..data.episodes import Episode
 from .columns import column_shape, read_stream_dir
 from .layout import Layout, RecordingError, read_json, read_jsonl
 from .video import read_video

@@ -7,7 +7,7 @@ franka_ros2 ships none that listens on a topic; the usual choice (DROID also dri
 Cartesian impedance) is a port of franka_ros's cartesian_impedance_example_controller, which
 listens on `<controller>/equilibrium_pose`.
 
-What this adapter relies on (facts and sources in `sim_mocks/ros_api.py`):
+What this adapter relies on (facts and sources in `tests/fakes/ros_api.py`):
 * state: the robot-state broadcaster's `~/current_pose` (PoseStamped, O_T_EE in the base frame)
   and `~/measured_joint_states`; recent releases publish them best-effort, so we subscribe with the
   sensor-data QoS (best-effort also hears the reliable publishers of older releases). They come at

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from ..geometry import matrix_to_rpy, pose_to_matrix
-from ..sim_mocks.render import VIEWS, Renderer
-from ..sim_mocks.tabletop import GRIPPER_FULL_OPENING, START_RPY, START_XYZ, Tabletop
+from ..sim.render import VIEWS, Renderer
+from ..sim.tabletop import GRIPPER_FULL_OPENING, START_RPY, START_XYZ, Tabletop
 from ..tasks import TaskStatus
 from .base import Frame, PoseTarget, RobotState
 

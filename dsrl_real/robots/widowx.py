@@ -3,7 +3,7 @@
 Needs the Interbotix workspace (not on PyPI) and a running driver:
     ros2 launch interbotix_xsarm_control xsarm_control.launch.py robot_model:=wx250s
 
-API facts this adapter relies on (see `sim_mocks/interbotix_api.py` for the signatures):
+API facts this adapter relies on (see `tests/fakes/interbotix_api.py` for the signatures):
 * the constructor blocks forever while the driver is down, so `connect` bounds the wait;
 * `moving_time`/`accel_time` are sticky, and joint commands are rejected when a joint would move
   faster than its velocity limit *at the stored moving_time*: every slow move (reset, home, sleep)

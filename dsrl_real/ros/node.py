@@ -86,7 +86,7 @@ def node_config(params: NodeParams) -> Config:
 
 def simulate(cfg: Config) -> None:
     """use_sim: the config's task on the simulated tabletop, with simulated cameras of the same names and sizes."""
-    from ..sim_mocks.render import VIEWS
+    from ..sim.render import VIEWS
     from ..tasks import SIM_TASKS
 
     if cfg.task.name not in SIM_TASKS:
@@ -171,13 +171,13 @@ class GuardedRobot:
 
 
 def _default_env_factory(cfg: Config):
-    from ..factory import build_env
+    from ..envs.make import build_env
 
     return build_env(cfg)
 
 
 def _default_trainer_factory(cfg: Config, env):
-    from ..train import DSRLTrainer
+    from ..train.trainer import DSRLTrainer
 
     return DSRLTrainer(cfg, env=env)
 

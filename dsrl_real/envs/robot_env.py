@@ -15,10 +15,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..robots.base import Camera, Robot, Scene
+from ..tasks import TaskSpec
 from .rate import RateKeeper
-from .robots.base import Camera, Robot, Scene
 from .safety import SafetyFilter, SafetyLimits
-from .tasks import TaskSpec
 
 
 class StaleFrameError(RuntimeError):

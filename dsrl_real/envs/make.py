@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
-from .config import CameraConfig, Config, ConfigError, load_config
-from .env import RobotEnv
+from ..config import CameraConfig, Config, ConfigError, load_config
+from ..tasks import SIM_TASKS, TaskSpec
+from .robot_env import RobotEnv
 from .safety import SafetyLimits
-from .tasks import SIM_TASKS, TaskSpec
 
 ROBOT_KINDS = ("sim", "widowx", "franka")
 CAMERA_KINDS = ("sim", "realsense", "ros_topic")
@@ -46,8 +46,8 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
     limits = safety_limits(cfg)
     kind = cfg.robot.kind
     if kind == "sim":
-        from .robots.sim import SimRobot, SimScene
-        from .sim_mocks.tabletop import Tabletop
+        from ..robots.sim import SimRobot, SimScene
+        from ..sim.tabletop import Tabletop
 
         if task.name not in SIM_TASKS:
             raise ConfigError(f"robot.kind=sim runs only the simulated tasks {list(SIM_TASKS)}, not '{task.name}'.")
@@ -56,14 +56,14 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         scene = SimScene(sim)
         cameras = [_sim_camera(sim, c) for c in cfg.cameras]
     elif kind in ("widowx", "franka"):
-        from .robots.manual import ManualScene
+        from ..robots.manual import ManualScene
 
         if kind == "widowx":
-            from .robots.widowx import WidowXRobot
+            from ..robots.widowx import WidowXRobot
 
             robot = WidowXRobot.connect(cfg.robot)
         else:
-            from .robots.franka import FrankaRobot
+            from ..robots.franka import FrankaRobot
 
             robot = FrankaRobot.connect(cfg.robot)
         scene = ManualScene(task, prompt) if prompt is not None else ManualScene(task)
@@ -90,7 +90,7 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
 
 
 def _sim_camera(sim, c: CameraConfig):
-    from .robots.sim import SimCamera
+    from ..robots.sim import SimCamera
 
     if c.kind != "sim":
         raise ConfigError(f"Camera '{c.name}' is kind '{c.kind}', but the simulated robot has only kind 'sim' cameras.")
@@ -99,11 +99,11 @@ def _sim_camera(sim, c: CameraConfig):
 
 def _hardware_camera(c: CameraConfig):
     if c.kind == "realsense":
-        from .robots.realsense import RealSenseCamera
+        from ..robots.realsense import RealSenseCamera
 
         return RealSenseCamera(c.name, serial=c.serial, width=c.width, height=c.height, fps=c.fps, timeout_s=c.timeout_s)
     if c.kind == "ros_topic":
-        from .robots.ros_camera import RosTopicCamera
+        from ..robots.ros_camera import RosTopicCamera
 
         if not c.topic:
             raise ConfigError(f"Camera '{c.name}' has kind 'ros_topic' but no topic; set its topic to a sensor_msgs/Image "

@@ -47,7 +47,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import ros_api as api
+from fakes import ros_api as api
 
 log = logging.getLogger("dsrl_real.fake_rclpy")
 
@@ -1152,7 +1152,7 @@ def _modules(ros: FakeRos) -> dict[str, types.ModuleType]:
     packages = sorted({t.split("/")[0] for t in (*api.MESSAGES, *api.ACTIONS)})
     for package in packages:
         names += [package, f"{package}.msg"] + ([f"{package}.action"] if any(t.startswith(package) for t in api.ACTIONS) else [])
-    mods = {name: types.ModuleType(name, f"Fake of {name} (dsrl_real.sim_mocks.rclpy_fake).") for name in names}
+    mods = {name: types.ModuleType(name, f"Fake of {name} (fakes.rclpy_fake).") for name in names}
     for name, mod in mods.items():
         if name in ("rclpy", "rclpy.action") or name in packages:
             mod.__path__ = []
@@ -1300,7 +1300,7 @@ class FakeFranka(_Peer):
                  xyz=(0.45, 0.0, 0.35), rpy=(math.pi, 0.0, 0.0), object_width: float | None = None,
                  gripper_succeeds: bool = True, rate_hz: float = 200.0):
         super().__init__(ros, rate_hz)
-        from ..geometry import pose_to_matrix
+        from dsrl_real.geometry import pose_to_matrix
 
         self.command_topic = command_topic
         self.parts = {"controller": controller, "broadcaster": broadcaster, "gripper": gripper}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
+from ..envs.make import build_env
+from ..rollout import run_episode, scripted_expert
 from .episodes import save_episode
-from .factory import build_env
-from .rollout import run_episode, scripted_expert
 
 DEMO_FORMATS = ("npz", "lerobot")
 
@@ -22,7 +22,7 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     task = progress.add_task("collecting demos", total=cfg.demos.episodes) if progress else None
     recorder = None
     if cfg.demos.format == "lerobot":
-        from .recording import RunRecorder
+        from ..recording import RunRecorder
 
         recorder = RunRecorder(cfg.demos.out_dir, [cam.name for cam in env.cameras], env.control_hz,
                                {"robot_type": cfg.robot.robot_model, "task": env.task.name, "source": "scripted_expert",
@@ -31,7 +31,7 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     try:
         while len(paths) < cfg.demos.episodes:
             if recorder is not None:
-                from .recording.loop import record_episode
+                from ..recording.loop import record_episode
 
                 record = record_episode(env, act, recorder, kind="demo", seed=seed)  # failed attempts are kept too
                 success, path = record["success"], recorder.layout.data_path(record["episode_index"])

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .storage import atomic_file, write_atomic
+from ..errors import UserError
+from ..storage import atomic_file, write_atomic
 
-log = logging.getLogger("dsrl_real.metrics")
+log = logging.getLogger("dsrl_real.analysis.metrics")
 
 
 class MetricsError(UserError, ValueError):

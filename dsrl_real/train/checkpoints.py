@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .storage import fsync_dir, sha256_file, write_atomic
+from ..storage import fsync_dir, sha256_file, write_atomic
 
 CHECKPOINTS = "checkpoints"
 LATEST = "LATEST"
@@ -34,7 +34,7 @@ STAGING, PRUNING = ".staging-", ".pruning-"  # hidden names of folders on their 
 # What a run leaves in its folder; a fresh run refuses a folder holding any of them.
 RUN_FILES = (LATEST, CHECKPOINTS, "metrics.jsonl", "meta", "data", "videos", "wandb", "wandb_id", "learning_curve.png")
 
-log = logging.getLogger("dsrl_real.train")
+log = logging.getLogger("dsrl_real.train.trainer")
 
 
 def folder_name(episodes: int) -> str:

@@ -55,10 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .storage import atomic_file
+from ..errors import UserError
+from ..storage import atomic_file
 
-FORMAT = "dsrl_real.replay.v1"
+FORMAT = "dsrl_real.data.replay.v1"
 
 
 class ReplayFileError(UserError, ValueError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .factory import make_sim_env
+from ..envs.make import make_sim_env
 
 
 def _steps_per_second(env, steps: int, seed: int = 0) -> float:
@@ -52,8 +52,8 @@ CAPABLE_RECIPE = ["demos.episodes=200", "demos.expert_noise=0.1", "pretrain.step
 
 
 def _pretrain_and_evaluate(overrides: list[str], work_dir: Path, episodes: int) -> dict:
-    from .config import load_config
-    from .pipeline import base_success, pretrain_from_demos
+    from ..config import load_config
+    from ..policies.pipeline import base_success, pretrain_from_demos
 
     cfg = load_config(overrides=["cameras=[]", *overrides])
     policy, trainer, seconds = pretrain_from_demos(cfg, work_dir)
@@ -95,8 +95,8 @@ def bench_policy_latency(trials: int = 300) -> dict:
     """Batch-1 action-chunk latency of the base policy (DSRL actor excluded), 8 DDIM steps."""
     import jax
 
-    from .config import PolicyConfig
-    from .policies.diffusion import DiffusionPolicy, Normalization, init_params
+    from ..config import PolicyConfig
+    from ..policies.diffusion import DiffusionPolicy, Normalization, init_params
 
     env = make_sim_env(cameras=("third_person", "wrist"), image_size=128, seed=0)
     obs, _ = env.reset(seed=0)
@@ -131,8 +131,8 @@ THROUGHPUT_CRITICS, THROUGHPUT_LAYERS, THROUGHPUT_UTD = 2, 3, 20
 
 
 def _dsrl_steps_per_s(hidden: int, batch: int, obs_dim: int, noise_shape: tuple[int, int], seconds: float) -> float:
-    from .agents.dsrl import DSRLAgent
-    from .config import AgentConfig
+    from ..agents.dsrl import DSRLAgent
+    from ..config import AgentConfig
 
     cfg = AgentConfig(hidden_dim=hidden, num_layers=THROUGHPUT_LAYERS, num_critics=THROUGHPUT_CRITICS, activation="tanh",
                       utd=THROUGHPUT_UTD, batch_size=batch)
@@ -211,10 +211,10 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episode
     base rate and each run's final success take `eval_episodes` trials, the learning curve's periodic
     evaluations `curve_episodes`. The runs go one after the other: each already keeps both cores busy
     (side by side in single-threaded workers, measured on 2 cores, they took longer in total)."""
-    from .config import load_config
-    from .metrics import plot_learning_curve, read_records
-    from .pipeline import base_success, pretrain_from_demos
-    from .train import DSRLTrainer
+    from ..analysis.metrics import plot_learning_curve, read_records
+    from ..config import load_config
+    from ..policies.pipeline import base_success, pretrain_from_demos
+    from ..train.trainer import DSRLTrainer
 
     start = time.perf_counter()
     out = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
@@ -245,7 +245,7 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episode
 
 def bench_recording() -> dict:
     """Recording's overhead on a simulated episode with two 128x128 cameras (recording/bench.py)."""
-    from .recording.bench import bench_recording as run
+    from .recording import bench_recording as run
 
     return run()
 
@@ -275,7 +275,7 @@ class _ExpertChunks:
     chunk_size, action_dim, noise_shape = 1, 7, (1, 7)
 
     def __init__(self, env, noise: float, seed: int):
-        from .sim_mocks.expert import ScriptedExpert
+        from ..sim.expert import ScriptedExpert
 
         self.expert = ScriptedExpert(env.scene.sim, noise=noise, seed=seed)
 
@@ -290,11 +290,11 @@ def bench_reward_wait(episodes: int = 4, delay_s: float = 2.0, expert_noise: flo
     """How long the control loop waits on a reward backend that takes `delay_s` per call, with the env
     in real time at 5 Hz, the success detector and stage tracker on (monkey task, 2 stages), and the
     whole-episode score overlapping the next reset as in training. Target: wait_fraction <= 0.05."""
-    from .config import load_config
-    from .factory import build_env
-    from .rewards.registry import build_reward_backend
-    from .rewards.scoring import RewardRuntime
-    from .train import FeatureFn, run_chunk_episode
+    from ..config import load_config
+    from ..envs.make import build_env
+    from ..rewards.registry import build_reward_backend
+    from ..rewards.scoring import RewardRuntime
+    from ..train.trainer import FeatureFn, run_chunk_episode
 
     cfg = load_config(overrides=["cameras=[{name: third_person, view: third_person, width: 64, height: 64}]", "env.real_time=true"])
     env = build_env(cfg)
@@ -346,7 +346,7 @@ class _NoisyProgress:
         self.name, self.offers = "noisy_sim_truth", inner.offers
 
     def score_prefix(self, clip):
-        from .rewards.base import ProgressScore
+        from ..rewards.base import ProgressScore
 
         truth = self.inner.score_prefix(clip)
         seen = 1.0 if truth.success_prob >= 1 else 0.8 * float(truth.progress[-1])
@@ -359,12 +359,12 @@ def bench_detector(episodes: int = 60, expert_noise: float = 0.5, noise: float =
     the scripted expert with heavy noise, so many episodes fail near the goal): how often a failed
     episode is wrongly detected as a success (false triggers), and how often and how late successes
     are detected, per majority window, for simulator truth and for a noisy stand-in of a learned model."""
-    from .config import load_config
-    from .factory import build_env
-    from .rewards.base import EpisodeClip
-    from .rewards.detection import StageTracker, SuccessDetector
-    from .rewards.registry import build_reward_backend
-    from .rollout import scripted_expert
+    from ..config import load_config
+    from ..envs.make import build_env
+    from ..rewards.base import EpisodeClip
+    from ..rewards.detection import StageTracker, SuccessDetector
+    from ..rewards.registry import build_reward_backend
+    from ..rollout import scripted_expert
 
     cfg = load_config(overrides=["cameras=[]"])
     env = build_env(cfg)

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..recording.layout import write_json
+from ..recording.reader import RecordedRun
+from ..rollout import wilson_interval
 from .metrics import save_figure
-from .recording.layout import write_json
-from .recording.reader import RecordedRun
-from .rollout import wilson_interval
 
 REFERENCE = "human"
 RESAMPLES = 2000

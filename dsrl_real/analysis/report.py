@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
+from ..recording.layout import write_json
+from ..recording.reader import RecordedRun, is_recording
+from ..rollout import success_summary
 from .audit import AuditError, audit_run, problems_caption
 from .audit import summary as audit_summary
-from .errors import UserError
 from .metrics import save_figure
-from .recording.layout import write_json
-from .recording.reader import RecordedRun, is_recording
-from .rollout import success_summary
 
 ROLLING_WINDOW = 10
 AUDIT_RESAMPLES = 1000

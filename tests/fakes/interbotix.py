@@ -44,10 +44,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..geometry import matrix_to_rpy, rpy_to_matrix
-from . import interbotix_api as api
-from . import kinematics
-from .tabletop import GRIPPER_FULL_OPENING, Tabletop
+from dsrl_real.geometry import matrix_to_rpy, rpy_to_matrix
+from dsrl_real.sim import kinematics
+from dsrl_real.sim.tabletop import GRIPPER_FULL_OPENING, Tabletop
+from fakes import interbotix_api as api
 
 log = logging.getLogger("dsrl_real.fake_interbotix")
 
@@ -770,7 +770,7 @@ class FakeInterbotix:
     def modules(self) -> dict[str, types.ModuleType]:
         mods = {name: types.ModuleType(name) for name in MODULE_NAMES}
         for name, mod in mods.items():
-            mod.__doc__ = f"Fake of {name} (dsrl_real.sim_mocks.interbotix)."
+            mod.__doc__ = f"Fake of {name} (fakes.interbotix)."
             if name.count(".") < 2 or name.endswith("common_robot"):
                 mod.__path__ = []  # a package
             parent, _, child = name.rpartition(".")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .storage import fsync_dir
+from ..errors import UserError
+from ..storage import fsync_dir
 
 EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
 
@@ -114,7 +114,7 @@ def load_episode(path: str | Path) -> Episode:
             observations = {k[4:]: data[k] for k in data.files if k.startswith("obs/")}
             return Episode(observations, data["actions"], data["rewards"], json.loads(str(data["meta"])))
     except Exception as err:
-        from .recording.layout import RecordingError  # not at the top: recording imports this module
+        from ..recording.layout import RecordingError  # not at the top: recording imports this module
 
         raise RecordingError(f"The episode file '{path}' is unreadable ({type(err).__name__}); move it out of the folder "
                              "or re-record it.") from err
@@ -122,7 +122,7 @@ def load_episode(path: str | Path) -> Episode:
 
 def load_episodes(directory: str | Path) -> list[Episode]:
     """The `.npz` episodes in `directory`, or the complete episodes of a recorded run there."""
-    from .recording import is_recording, load_recorded_episodes
+    from ..recording import is_recording, load_recorded_episodes
 
     if is_recording(directory):
         episodes = load_recorded_episodes(directory)

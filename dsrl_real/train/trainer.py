@@ -37,26 +37,26 @@ from typing import Any
 
 import numpy as np
 
+from ..agents.dsrl import DSRLAgent
+from ..analysis.metrics import MetricsLogger, plot_learning_curve
+from ..config import Config, ConfigError
+from ..data.replay import ReplayBuffer
+from ..envs.make import build_env
+from ..envs.robot_env import RobotEnv, image_key
+from ..policies import BasePolicy, load_base_policy
+from ..policies.checkpoint import CheckpointError, check_fits
+from ..recording import EpisodeRecording, RunRecorder
+from ..recording.run import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
+from ..rewards.base import RewardBackend
+from ..rewards.registry import build_reward_backend
+from ..rewards.scoring import EmergencyStop, EpisodeMonitor, RewardRuntime, ScoredEpisode
+from ..rollout import EVAL_SEED, success_summary
+from ..runlock import RunLock
+from ..storage import write_atomic
 from . import checkpoints
-from .agents.dsrl import DSRLAgent
 from .checkpoints import LATEST
-from .config import Config, ConfigError
-from .env import RobotEnv, image_key
-from .factory import build_env
-from .metrics import MetricsLogger, plot_learning_curve
-from .policies import BasePolicy, load_base_policy
-from .policies.checkpoint import CheckpointError, check_fits
-from .recording import EpisodeRecording, RunRecorder
-from .replay import ReplayBuffer
-from .rewards.base import RewardBackend
-from .rewards.registry import build_reward_backend
-from .rewards.scoring import EmergencyStop, EpisodeMonitor, RewardRuntime, ScoredEpisode
-from .rollout import EVAL_SEED, success_summary
-from .runlock import RunLock
-from .storage import write_atomic
-from .train_recording import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
 
-log = logging.getLogger("dsrl_real.train")
+log = logging.getLogger("dsrl_real.train.trainer")
 LEARNER_THREAD = "dsrl-learner"  # ros/node.py waits for it by this name before its own checkpoint
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .geometry import wrap_angle
-from .robots.base import PoseTarget, RobotState
+from ..errors import UserError
+from ..geometry import wrap_angle
+from ..robots.base import PoseTarget, RobotState
 
 ACTION_DIM = 7
 

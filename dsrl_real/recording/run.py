@@ -39,17 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, ConfigError
-from .env import RobotEnv, image_key
-from .recording import EpisodeRecording, RecordedRun, RecordingError, RunRecorder, score_label, shadow_labels
-from .recording.loop import step_columns
-from .rewards.base import EpisodeClip, EpisodeScore, RewardBackend
-from .rewards.registry import BACKENDS
-from .rewards.scoring import HUMAN_BACKENDS, BackgroundScorer, EpisodeMonitor, ScoredEpisode
-from .rewards.shaping import progress_deltas, shape_rewards
-from .runlock import RunLock
+from ..config import Config, ConfigError
+from ..envs.robot_env import RobotEnv, image_key
+from ..rewards.base import EpisodeClip, EpisodeScore, RewardBackend
+from ..rewards.registry import BACKENDS
+from ..rewards.scoring import HUMAN_BACKENDS, BackgroundScorer, EpisodeMonitor, ScoredEpisode
+from ..rewards.shaping import progress_deltas, shape_rewards
+from ..runlock import RunLock
+from . import EpisodeRecording, RecordedRun, RecordingError, RunRecorder, score_label, shadow_labels
+from .loop import step_columns
 
-log = logging.getLogger("dsrl_real.train")
+log = logging.getLogger("dsrl_real.train.trainer")
 HUMAN_LABEL = "human"
 
 

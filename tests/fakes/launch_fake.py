@@ -37,7 +37,8 @@ from typing import Any
 
 import yaml
 
-from . import launch_api as api
+from fakes import launch_api as api
+
 from .launch_api import LaunchAPIMismatch
 
 EXTERNAL_SHARE_ROOT = "/nonexistent/fake_ros/share"  # where FindPackageShare puts packages we only model

@@ -9,13 +9,13 @@ import dataclasses
 import time
 from pathlib import Path
 
-from .config import Config
-from .demos import collect_demos
-from .episodes import load_episodes
-from .factory import build_env
-from .policies.diffusion import DiffusionPolicy
-from .policies.pretrain import Trainer
-from .rollout import EVAL_SEED, ChunkController, evaluate, gaussian_noise, success_summary
+from ..config import Config
+from ..data.demos import collect_demos
+from ..data.episodes import load_episodes
+from ..envs.make import build_env
+from ..rollout import EVAL_SEED, ChunkController, evaluate, gaussian_noise, success_summary
+from .diffusion import DiffusionPolicy
+from .pretrain import Trainer
 
 
 def pretrain_from_demos(cfg: Config, work_dir: Path, progress=None) -> tuple[DiffusionPolicy, Trainer, float]:

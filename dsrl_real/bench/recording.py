@@ -6,10 +6,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..factory import make_sim_env
+from ..envs.make import make_sim_env
+from ..recording.loop import record_episode
+from ..recording.writer import RunRecorder
 from ..rollout import random_policy, run_episode
-from .loop import record_episode
-from .writer import RunRecorder
 
 CAMERAS = ("third_person", "wrist")
 
