@@ -55,6 +55,40 @@ def test_an_episode_is_never_written_over_an_existing_file(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_000000.npz", "episode_000001.npz", "episode_000002.npz"]
 
 
+@pytest.mark.parametrize("fails_at", ["write", "close"])
+def test_a_full_disk_leaves_no_temporary_file_and_earlier_demos_as_they_were(tmp_path, monkeypatch, fails_at):
+    save_episode(tmp_path, episode(0.0))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    from dsrl_real.data import episodes
+
+    real_fdopen = episodes.os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def write(self, data):
+            if fails_at == "write":
+                raise OSError(28, "No space left on device")
+            return self.f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+            if fails_at == "close":  # buffered bytes that found no room when flushed at close
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(episodes.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="No space left on device"):
+        save_episode(tmp_path, episode(1.0))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_indices_past_six_digits_sort_by_number(tmp_path):
     save_episode(tmp_path, episode(0.0))
     os.rename(tmp_path / "episode_000000.npz", tmp_path / "episode_999999.npz")

@@ -7,6 +7,7 @@ Each file holds `obs/<key>` arrays of length T+1 (the final observation included
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -79,29 +80,26 @@ def save_episode(directory: str | Path, episode: Episode) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"obs/{k}": v for k, v in episode.observations.items()}
     arrays.update(actions=episode.actions, rewards=episode.rewards, meta=np.array(json.dumps(episode.meta)))
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=".episode_", suffix=".tmp", delete=False) as tmp:
-        try:
-            np.savez_compressed(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    index = 0
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".episode_", suffix=".tmp")
     try:
+        with os.fdopen(fd, "wb") as f:  # a full disk can surface at the write, the flush, the fsync or the close
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        index = 0
         while True:
             files = episode_files(directory)
             index = max(index, files[-1][0] + 1 if files else 0)
             path = directory / f"episode_{index:06d}.npz"
             try:
-                os.link(tmp.name, path)  # atomic, and fails where the name exists (os.replace would overwrite)
+                os.link(tmp, path)  # atomic, and fails where the name exists (os.replace would overwrite)
                 fsync_dir(directory)
                 return path
             except FileExistsError:
                 index += 1  # another writer took this index first
     finally:
-        os.unlink(tmp.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 class NoEpisodesError(UserError, FileNotFoundError):
