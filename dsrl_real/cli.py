@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .config import ConfigError, check_config, load_config, to_yaml
 from .envs.robot_env import StaleFrameError
+from .envs.safety import EmergencyStop
 from .errors import UserError
-from .rewards.scoring import EmergencyStop
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:

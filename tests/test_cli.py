@@ -11,8 +11,7 @@ from dsrl_real import cli
 from dsrl_real.analysis.report import ReportError
 from dsrl_real.cli import main
 from dsrl_real.envs.robot_env import StaleFrameError
-from dsrl_real.envs.safety import UnsafeStateError
-from dsrl_real.rewards.scoring import EmergencyStop
+from dsrl_real.envs.safety import EmergencyStop, UnsafeStateError
 
 
 def test_rollout_prints_success_rate_json(capsys):

@@ -11,13 +11,13 @@ from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
 from dsrl_real.data.replay import ReplayBuffer
 from dsrl_real.envs.make import build_env
+from dsrl_real.envs.safety import EmergencyStop
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, EpisodeScore, ProgressScore
 from dsrl_real.rewards.detection import StageChange, StageTracker, SuccessDetector
 from dsrl_real.rewards.keyboard import HumanEvent
 from dsrl_real.rewards.registry import build_reward_backend
 from dsrl_real.rewards.scoring import (
     BackgroundScorer,
-    EmergencyStop,
     PrefixRequest,
     RewardRuntime,
     resolve_end_on,

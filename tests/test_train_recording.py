@@ -13,6 +13,7 @@ from dsrl_real.analysis.audit import audit_run
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
 from dsrl_real.envs.make import build_env, make_sim_env
+from dsrl_real.envs.safety import EmergencyStop
 from dsrl_real.policies.examples import ScaledNoisePolicy
 from dsrl_real.recording import RecordedRun, RunRecorder
 from dsrl_real.recording.loop import record_episode
@@ -20,7 +21,6 @@ from dsrl_real.recording.run import ShadowScorers
 from dsrl_real.rewards.base import SimTruthBackend
 from dsrl_real.rewards.keyboard import HumanEvent
 from dsrl_real.rewards.registry import build_reward_backend
-from dsrl_real.rewards.scoring import EmergencyStop
 from dsrl_real.rewards.simulated_human import progress_score
 from dsrl_real.rollout import EVAL_SEED, scripted_expert, wilson_interval
 from dsrl_real.sim.expert import ScriptedExpert

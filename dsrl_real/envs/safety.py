@@ -23,6 +23,10 @@ from ..robots.base import PoseTarget, RobotState
 ACTION_DIM = 7
 
 
+class EmergencyStop(RuntimeError):
+    """The human pressed the emergency stop: the robot holds still and the run ends."""
+
+
 class UnsafeStateError(UserError, RuntimeError):
     """The robot reported a pose no safe target can be computed from; nothing was sent to it."""
 

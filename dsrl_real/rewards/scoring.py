@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError
+from ..envs.safety import EmergencyStop
 from ..tasks import TaskSpec
 from .base import SUCCESS, EpisodeClip, EpisodeScore, ProgressScore, RewardBackend
 from .detection import StageTracker, SuccessDetector, stage_segments
@@ -33,10 +34,6 @@ from .shaping import check_form, per_frame, shape_rewards, staged_progress
 HUMAN_BACKENDS = ("human", "sim_human")
 END_ON = ("auto", "detector", "env", "time_limit")
 SCORING = ("auto", "background", "inline")
-
-
-class EmergencyStop(RuntimeError):
-    """The human pressed the emergency stop: the robot holds still and the run ends."""
 
 
 # ---- the worker --------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def simulate(cfg: Config) -> None:
 
 
 def _emergency_stop_error():
-    from ..rewards.scoring import EmergencyStop
+    from ..envs.safety import EmergencyStop
 
     return EmergencyStop
 

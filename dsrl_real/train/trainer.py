@@ -43,13 +43,14 @@ from ..config import Config, ConfigError
 from ..data.replay import ReplayBuffer
 from ..envs.make import build_env
 from ..envs.robot_env import RobotEnv, image_key
+from ..envs.safety import EmergencyStop
 from ..policies import BasePolicy, load_base_policy
 from ..policies.checkpoint import CheckpointError, check_fits
 from ..recording import EpisodeRecording, RunRecorder
 from ..recording.run import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
-from ..rewards.scoring import EmergencyStop, EpisodeMonitor, RewardRuntime, ScoredEpisode
+from ..rewards.scoring import EpisodeMonitor, RewardRuntime, ScoredEpisode
 from ..rollout import EVAL_SEED, success_summary
 from ..runlock import RunLock
 from ..storage import write_atomic
