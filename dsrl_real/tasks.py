@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import Config, ConfigError
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -41,3 +43,16 @@ MONKEY = TaskSpec(
 )
 DRAWER = TaskSpec(name="drawer", instruction="pull the drawer out", stages=("pull the drawer out",))
 SIM_TASKS = {task.name: task for task in (MONKEY, DRAWER)}
+
+
+def task_spec(cfg: Config) -> TaskSpec:
+    """The task `cfg.task` describes: a simulated task by name, or any task by its instruction (and stages)."""
+    t = cfg.task
+    base = SIM_TASKS.get(t.name)
+    if base is None and not t.instruction:
+        raise ConfigError(
+            f"Task '{t.name}' is not a simulated task ({', '.join(SIM_TASKS)}); set task.instruction for it."
+        )
+    instruction = t.instruction or base.instruction
+    stages = tuple(t.stages) or (base.stages if base and not t.instruction else (instruction,))
+    return TaskSpec(name=t.name, instruction=instruction, stages=stages, max_steps=t.max_steps)

@@ -7,24 +7,12 @@ from collections.abc import Callable
 import gymnasium as gym
 
 from ..config import CameraConfig, Config, ConfigError, load_config
-from ..tasks import SIM_TASKS, TaskSpec
+from ..tasks import SIM_TASKS, task_spec
 from .robot_env import RobotEnv
 from .safety import SafetyLimits
 
 ROBOT_KINDS = ("sim", "widowx", "franka")
 CAMERA_KINDS = ("sim", "realsense", "ros_topic")
-
-
-def task_spec(cfg: Config) -> TaskSpec:
-    t = cfg.task
-    base = SIM_TASKS.get(t.name)
-    if base is None and not t.instruction:
-        raise ConfigError(
-            f"Task '{t.name}' is not a simulated task ({', '.join(SIM_TASKS)}); set task.instruction for it."
-        )
-    instruction = t.instruction or base.instruction
-    stages = tuple(t.stages) or (base.stages if base and not t.instruction else (instruction,))
-    return TaskSpec(name=t.name, instruction=instruction, stages=stages, max_steps=t.max_steps)
 
 
 def safety_limits(cfg: Config) -> SafetyLimits:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import Config, ConfigError
-from ..envs.make import task_spec
+from ..tasks import task_spec
 from .base import EpisodeClip, EpisodeScore, ProgressScore, RewardBackend, SimTruthBackend
 
 BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy")
