@@ -88,9 +88,9 @@ def _cmd_collect_demos(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from .data.episodes import load_episodes
     from .envs.make import build_env
     from .policies.pretrain import POLICY_FILE, Trainer
+    from .recording import load_episodes
 
     cfg = load_config(args.config, args.overrides)
     env = build_env(cfg)  # the action bounds the policy must respect come from the robot's action space

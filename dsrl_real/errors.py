@@ -7,3 +7,8 @@ exit code 2; a traceback only with `--debug`. Anything else is a bug in this pro
 
 class UserError(Exception):
     """A problem the user can fix; the message is one sentence that says how."""
+
+
+# Here rather than in recording/: an unreadable `.npz` episode in data/ is one too, and data/ does not import recording/.
+class RecordingError(UserError, ValueError):
+    """A recording problem the user can act on; the message says what to do."""

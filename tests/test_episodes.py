@@ -8,7 +8,7 @@ import pytest
 
 from dsrl_real.config import load_config
 from dsrl_real.data.demos import collect_demos
-from dsrl_real.data.episodes import Episode, load_episode, load_episodes, save_episode
+from dsrl_real.data.episodes import Episode, load_episode, load_episode_folder, save_episode
 from dsrl_real.errors import UserError
 from dsrl_real.recording import RecordingError
 
@@ -30,7 +30,7 @@ def test_collect_demos_into_a_folder_with_a_gap_continues_after_the_highest_inde
     assert [p.name for p in paths] == ["episode_000003.npz", "episode_000004.npz"]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == [*sorted(before), "episode_000003.npz", "episode_000004.npz"]
-    assert [e.meta.get("value") for e in load_episodes(tmp_path)] == [0.0, 2.0, None, None]
+    assert [e.meta.get("value") for e in load_episode_folder(tmp_path)] == [0.0, 2.0, None, None]
 
 
 def test_an_episode_is_never_written_over_an_existing_file(tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_indices_past_six_digits_sort_by_number(tmp_path):
     os.rename(tmp_path / "episode_000000.npz", tmp_path / "episode_999999.npz")
     assert save_episode(tmp_path, episode(1.0)).name == "episode_1000000.npz"
     assert save_episode(tmp_path, episode(2.0)).name == "episode_1000001.npz"
-    assert [e.meta["value"] for e in load_episodes(tmp_path)] == [0.0, 1.0, 2.0]
+    assert [e.meta["value"] for e in load_episode_folder(tmp_path)] == [0.0, 1.0, 2.0]
 
 
 def test_a_corrupt_demo_is_one_sentence_naming_the_file(tmp_path):
@@ -102,7 +102,7 @@ def test_a_corrupt_demo_is_one_sentence_naming_the_file(tmp_path):
     bad = save_episode(tmp_path, episode(1.0))
     bad.write_bytes(bad.read_bytes()[:100])  # cut off, as by a full disk on another tool's copy
     with pytest.raises(RecordingError) as caught:
-        load_episodes(tmp_path)
+        load_episode_folder(tmp_path)
     message = str(caught.value)
     assert isinstance(caught.value, UserError) and "\n" not in message
     assert message == f"The episode file '{bad}' is unreadable (BadZipFile); move it out of the folder or re-record it."

@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 
 from dsrl_real.config import PolicyConfig, PretrainConfig
-from dsrl_real.data.episodes import Episode, load_episodes, save_episode
+from dsrl_real.data.episodes import Episode, save_episode
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.policies.base import BasePolicy
 from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_policy, save_policy
 from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, cosine_alpha_bars, ddim_timesteps, init_params
 from dsrl_real.policies.pretrain import POLICY_FILE, Trainer, chunk_dataset
+from dsrl_real.recording import load_episodes
 from dsrl_real.rollout import run_episode, scripted_expert
 
 LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [0.0], np.float32)

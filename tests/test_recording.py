@@ -15,11 +15,10 @@ import pytest
 
 from dsrl_real.config import load_config
 from dsrl_real.data.demos import collect_demos
-from dsrl_real.data.episodes import load_episodes
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.envs.robot_env import image_key
 from dsrl_real.policies.pretrain import chunk_dataset
-from dsrl_real.recording import RecordedRun, RecordingError, RunRecorder
+from dsrl_real.recording import RecordedRun, RecordingError, RunRecorder, load_episodes
 from dsrl_real.recording.loop import record_episode, step_columns
 from dsrl_real.rewards.base import SimTruthBackend
 from dsrl_real.rollout import random_policy, scripted_expert

@@ -2,7 +2,7 @@
 
 Each file holds `obs/<key>` arrays of length T+1 (the final observation included), `actions`
 (T x A), `rewards` (T), and a JSON `meta` string (task, seed, success, terminated, truncated, ...).
-`load_episodes` also reads a run recorded by `recording.RunRecorder` (LeRobot layout).
+`recording.load_episodes` reads either a folder of these or a run recorded by `recording.RunRecorder`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import RecordingError, UserError
 from ..storage import fsync_dir
 
 EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
@@ -112,21 +112,12 @@ def load_episode(path: str | Path) -> Episode:
             observations = {k[4:]: data[k] for k in data.files if k.startswith("obs/")}
             return Episode(observations, data["actions"], data["rewards"], json.loads(str(data["meta"])))
     except Exception as err:
-        from ..recording.layout import RecordingError  # not at the top: recording imports this module
-
         raise RecordingError(f"The episode file '{path}' is unreadable ({type(err).__name__}); move it out of the folder "
                              "or re-record it.") from err
 
 
-def load_episodes(directory: str | Path) -> list[Episode]:
-    """The `.npz` episodes in `directory`, or the complete episodes of a recorded run there."""
-    from ..recording import is_recording, load_recorded_episodes
-
-    if is_recording(directory):
-        episodes = load_recorded_episodes(directory)
-        if not episodes:
-            raise NoEpisodesError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
-        return episodes
+def load_episode_folder(directory: str | Path) -> list[Episode]:
+    """The `.npz` episodes in `directory`, in order."""
     files = [path for _, path in episode_files(directory)]
     if not files:
         raise NoEpisodesError(

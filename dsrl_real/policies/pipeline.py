@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.demos import collect_demos
-from ..data.episodes import load_episodes
 from ..envs.make import build_env
+from ..recording import load_episodes
 from ..rollout import EVAL_SEED, ChunkController, evaluate, gaussian_noise, success_summary
 from .diffusion import DiffusionPolicy
 from .pretrain import Trainer

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import RecordingError
 from ..storage import write_atomic
 
 CODEBASE_VERSION = "v2.1"
@@ -38,10 +38,6 @@ VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_inde
 KINDS = ("warm_start", "train", "eval", "baseline", "demo")
 PARTIAL_DIR = re.compile(r"episode_(\d{6})\.partial$")
 DATA_FILE = re.compile(r"episode_(\d+)\.parquet$")
-
-
-class RecordingError(UserError, ValueError):
-    """A recording problem the user can act on; the message says what to do."""
 
 
 def video_key(camera: str) -> str:

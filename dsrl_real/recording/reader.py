@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.episodes import Episode
+from ..data.episodes import Episode, NoEpisodesError, load_episode_folder
 from .columns import column_shape, read_stream_dir
 from .layout import Layout, RecordingError, read_json, read_jsonl
 from .video import read_video
@@ -294,3 +294,13 @@ def load_recorded_episodes(run_dir: str | Path, kinds: Iterable[str] | None = No
     run = RecordedRun(run_dir)
     only_success = bool(run.run_meta.get("meta", {}).get("successful_only", False))
     return [ep.to_episode() for ep in run.episodes(kinds, images=images) if ep.success or not only_success]
+
+
+def load_episodes(directory: str | Path) -> list[Episode]:
+    """The complete episodes of a recorded run in `directory`, or else the `.npz` episodes there (for pretraining)."""
+    if not is_recording(directory):
+        return load_episode_folder(directory)
+    episodes = load_recorded_episodes(directory)
+    if not episodes:
+        raise NoEpisodesError(f"The recorded run '{directory}' holds no complete episodes; record some first.")
+    return episodes
