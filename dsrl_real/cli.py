@@ -182,7 +182,7 @@ def _cmd_config(args) -> int:
 def _cmd_score(args) -> int:
     import dataclasses
 
-    from .rewards.scoring import score_video
+    from .analysis.score import score_video
 
     cfg = load_config(args.config, args.overrides)
     cfg = check_config(dataclasses.replace(cfg, reward=dataclasses.replace(

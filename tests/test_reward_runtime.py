@@ -418,7 +418,7 @@ def test_score_reads_the_video_and_prints_the_backends_answer(tmp_path, monkeypa
             seen.append(clip)
             return EpisodeScore(reward=0.75, success=False, score=4, raw={"answer": "ANSWER: 4"})
 
-    monkeypatch.setattr("dsrl_real.rewards.registry.build_reward_backend", lambda cfg: FrameCounter())
+    monkeypatch.setattr("dsrl_real.analysis.score.build_reward_backend", lambda cfg: FrameCounter())
     assert main(["score", "--backend", "roboreward", "--model", "x", "--video", str(video), "--task", "open the drawer"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {k: out[k] for k in ("reward", "success", "score", "valid", "raw", "frames", "fps")} == {

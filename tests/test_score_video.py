@@ -8,11 +8,11 @@ import av
 import numpy as np
 import pytest
 
+from dsrl_real.analysis.score import SCORE_MAX_PIXELS, score_video
 from dsrl_real.config import load_config
 from dsrl_real.recording.video import fit_pixels, probe_video, read_frames
 from dsrl_real.rewards.base import EPISODE_SCORE, EpisodeClip, EpisodeScore
 from dsrl_real.rewards.frames import subsample_indices
-from dsrl_real.rewards.scoring import SCORE_MAX_PIXELS, score_video
 
 HEIGHT, WIDTH, FRAMES, BAND = 1080, 1920, 12, 160  # frame i is black with a white band at x = i * BAND
 
@@ -54,7 +54,7 @@ class Backend:
 def test_a_full_hd_clip_is_scored_at_the_model_size_without_holding_a_full_size_frame(tmp_path, monkeypatch):
     video = encode(tmp_path / "hd.mp4")
     backend = Backend()
-    monkeypatch.setattr("dsrl_real.rewards.registry.build_reward_backend", lambda cfg: backend)
+    monkeypatch.setattr("dsrl_real.analysis.score.build_reward_backend", lambda cfg: backend)
     cfg = load_config(overrides=["reward.backend=roboreward", "reward.model=x"])
     score_video(cfg, str(video), "open the drawer")  # a first call imports what decoding needs, outside the measurement
     tracemalloc.start()
@@ -87,7 +87,7 @@ def test_a_backend_without_num_frames_gets_every_frame_at_the_model_size(tmp_pat
             seen.append(clip)
             return EpisodeScore(reward=0.0, success=False)
 
-    monkeypatch.setattr("dsrl_real.rewards.registry.build_reward_backend", lambda cfg: Human())
+    monkeypatch.setattr("dsrl_real.analysis.score.build_reward_backend", lambda cfg: Human())
     result = score_video(load_config(overrides=["reward.backend=human"]), str(video), "open the drawer")
     (clip,) = seen
     assert clip.frames["video"].shape == (4, 415, 739, 3) and clip.fps == 10.0 and result["frames"] == 4

@@ -1,5 +1,5 @@
-"""Builds the reward backend a config names; each concrete backend is imported only when chosen, so
-torch and transformers are needed only for the model backends."""
+"""Builds the reward backend a config names. The model backends import torch and transformers only when
+they load a model, so only those need them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ import numpy as np
 from ..config import Config, ConfigError
 from ..tasks import task_spec
 from .base import EpisodeClip, EpisodeScore, ProgressScore, RewardBackend, SimTruthBackend
+from .http import OpenAIVideoQA
+from .keyboard import KeyboardOracle
+from .noisy import NoisyBackend
+from .robometer import RobometerBackend
+from .roboreward import RoboRewardBackend, TransformersVideoQA
+from .simulated_human import SimulatedHuman
 
 BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy")
 HUMAN_SCALES = ("binary", "1-5")
@@ -41,8 +47,6 @@ class SimulatedHumanOracle:
     name = "sim_human"
 
     def __init__(self, scale: str = "binary", seed: int = 0, mislabel_prob: float = 0.0):
-        from .simulated_human import SimulatedHuman
-
         self._output = open(os.devnull, "w")  # noqa: SIM115 - the oracle's prompts; closed in close()
         self.oracle, self.human = SimulatedHuman.with_oracle(scale, seed, output=self._output, mislabel_prob=mislabel_prob)
         self.offers = self.oracle.offers
@@ -86,8 +90,6 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
     if name == "sim_truth":
         return StagedSimTruthBackend(stages=task_spec(cfg).stages)
     if name == "sim_truth_noisy":  # the simulator's truth with injected label noise: a stand-in for a flawed reward model
-        from .noisy import NoisyBackend
-
         try:
             return NoisyBackend(SimTruthBackend(), false_positive_rate=r.noisy_false_positive_rate,
                                 false_negative_rate=r.noisy_false_negative_rate, score_error_rate=r.noisy_score_error_rate,
@@ -100,19 +102,13 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
                               "teetone/RoboReward-8B (with reward.server_url: the model name the server serves).")
         if not 1 <= r.success_score <= 5:
             raise ConfigError(f"reward.success_score is a RoboReward score from 1 to 5, got {r.success_score}.")
-        from .roboreward import RoboRewardBackend
-
         if r.server_url:
-            from .http import OpenAIVideoQA
-
             try:
                 transport = OpenAIVideoQA(r.server_url, r.model, timeout_s=r.server_timeout_s, retries=r.server_retries,
                                           api_key=os.environ.get(r.server_api_key_env) if r.server_api_key_env else None)
             except ValueError as err:
                 raise ConfigError(f"Bad reward.server_timeout_s / reward.server_retries: {err}") from err
         else:
-            from .roboreward import TransformersVideoQA
-
             transport = TransformersVideoQA(r.model, device=r.device)
         return RoboRewardBackend(transport, num_frames=r.num_frames or 16, success_score=r.success_score, camera=camera)
     if name == "robometer":
@@ -120,8 +116,6 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
             raise ConfigError("reward.backend=robometer needs reward.model: a checkpoint folder or hub id such as robometer/Robometer-4B.")
         if r.server_url:
             raise ConfigError("The robometer backend runs its model in this process; leave reward.server_url empty.")
-        from .robometer import RobometerBackend
-
         if not 0.0 <= r.success_threshold <= 1.0:
             raise ConfigError(f"reward.success_threshold is a probability from 0 to 1, got {r.success_threshold}.")
         return RobometerBackend.from_pretrained(r.model, device=r.device, num_frames=r.num_frames or 8, camera=camera,
@@ -131,7 +125,5 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
             raise ConfigError(f"Unknown reward.human_scale '{r.human_scale}'; choose one of: {', '.join(HUMAN_SCALES)}.")
         if name == "sim_human":
             return SimulatedHumanOracle(scale=r.human_scale, seed=cfg.run.seed)
-        from .keyboard import KeyboardOracle
-
         return KeyboardOracle(scale=r.human_scale)
     raise ConfigError(f"Unknown reward.backend '{name}'; choose one of: {', '.join(BACKENDS)}.")
