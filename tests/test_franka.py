@@ -10,9 +10,9 @@ from fakes import rclpy_fake
 from fakes import ros_api as api
 from scipy.spatial.transform import Rotation
 
-from dsrl_real import ros
 from dsrl_real.config import RobotConfig, load_config
 from dsrl_real.geometry import rpy_to_matrix
+from dsrl_real.robots import ros_runtime as ros
 from dsrl_real.robots.base import PoseTarget, Robot
 from dsrl_real.robots.franka import FrankaRobot
 

@@ -7,10 +7,10 @@ import pytest
 from fakes import rclpy_fake
 from fakes import realsense as fake_rs
 
-from dsrl_real import ros
 from dsrl_real.config import load_config
 from dsrl_real.envs.make import safety_limits
 from dsrl_real.envs.robot_env import RobotEnv, StaleFrameError
+from dsrl_real.robots import ros_runtime as ros
 from dsrl_real.robots.base import Camera, PoseTarget, RobotState
 from dsrl_real.robots.manual import ManualScene
 from dsrl_real.robots.ros_camera import RosTopicCamera, image_to_rgb

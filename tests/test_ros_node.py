@@ -616,8 +616,8 @@ def launched_argv(tmp_path, **node_kwargs) -> list[str]:
 def test_our_node_and_the_interbotix_node_in_one_process_under_launch_ros_arguments(tmp_path, node_kwargs, names):
     from fakes import interbotix as fake_ix
 
-    from dsrl_real import ros
     from dsrl_real.config import RobotConfig
+    from dsrl_real.robots import ros_runtime as ros
     from dsrl_real.robots.widowx import WidowXRobot
     from dsrl_real.sim.tabletop import Tabletop
 
@@ -634,7 +634,7 @@ def test_our_node_and_the_interbotix_node_in_one_process_under_launch_ros_argume
 
 
 def test_the_parameters_launch_ros_writes_reach_the_node(tmp_path):
-    from dsrl_real import ros
+    from dsrl_real.robots import ros_runtime as ros
     from dsrl_real.ros.node import declare_parameters
 
     argv = launched_argv(tmp_path, parameters=[{"config": "widowx_monkey", "resume": True,

@@ -33,8 +33,8 @@ import numpy as np
 
 from ..config import RobotConfig
 from ..geometry import matrix_to_rpy, rpy_to_matrix
-from ..ros import import_messages, import_rclpy, shared_node, wait_future
 from .base import PoseTarget, RobotState
+from .ros_runtime import import_messages, import_rclpy, shared_node, wait_future
 
 log = logging.getLogger(__name__)
 

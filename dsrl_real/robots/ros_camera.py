@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from ..ros import import_messages, import_rclpy, shared_node
 from .base import Frame
 from .realsense import _resize
+from .ros_runtime import import_messages, import_rclpy, shared_node
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 

@@ -31,9 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ros
 from ..config import CameraConfig, Config, ConfigError, load_config
 from ..errors import UserError
+from ..robots import ros_runtime as ros
 from ..robots.base import PoseTarget, RobotState
 
 MODES = ("train", "eval", "human_oracle")
