@@ -288,6 +288,25 @@ def test_a_bad_value_in_a_yaml_file_is_refused_like_an_override(tmp_path):
         load_config(str(file))
 
 
+def test_a_value_outside_a_literal_is_refused_in_the_same_sentence_wherever_it_comes_from(tmp_path):
+    """OmegaConf refuses a Literal's non-choices itself; the sentence is still check_fields' (and names the entry of a
+    list of sections merged whole, which OmegaConf's own error does not)."""
+    file = tmp_path / "cams.yaml"
+    file.write_text("cameras:\n  - name: a\n  - name: b\n    kind: zz\n")
+    cases = {
+        (str(file), ()): "cameras[1].kind = 'zz' is not allowed; it must be one of: sim, realsense, ros_topic.",
+        (None, ("cameras=[{name: a, fps: 5}]",)): "cameras[0].fps = 5 is not allowed; it must be one of: 6, 15, 30, 60.",
+        (None, ("robot.kind=1",)): "robot.kind = '1' is not allowed; it must be one of: sim, widowx, franka.",
+        (None, ("reward.shadow=[sim_truth,7]",)): "reward.shadow[1] = '7' is not allowed; it must be one of: "
+                                                  "sim_truth, roboreward, robometer, human, sim_human, sim_truth_noisy.",
+        (None, ("cameras.0.fps=30.0",)): "cameras[0].fps = 30.0 is not allowed; it must be one of: 6, 15, 30, 60.",
+    }
+    for (path, overrides), sentence in cases.items():
+        with pytest.raises(ConfigError) as err:
+            load_config(path, list(overrides))
+        assert str(err.value) == sentence, (path, overrides)
+
+
 # ---- relations between fields -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("overrides", "sentence"), [
     (["safety.workspace_low=[0.15,0.3,0.02]"],

@@ -1,137 +1,30 @@
-"""Typed configuration: dataclass defaults (the embedded default is the simulated WidowX monkey
-task), overlaid by a YAML file from `configs/`, overlaid by dotted command-line overrides such as
-`robot.control_hz=10`. Built on OmegaConf structured configs, which reject unknown keys and wrong
-types; we turn those rejections into one sentence that names the valid keys.
+"""The configuration's schema: one dataclass per section, each field with its default and what it
+accepts next to it (a `Literal` type for choices, `checked(default, "(0, 1]")` for numbers, text and
+list sizes; see checks.py). The embedded default is the simulated WidowX monkey task.
 
-Every field also declares what it accepts (`checked(default, "(0, 1]")`, a choice, a length), next to
-its default; `check_config` holds the merged config to those declarations and to the few relations
-between fields, and names the dotted key, the value and the allowed range of the first one broken."""
+`check_config` holds a config to those declarations and to the few relations between fields, and
+names the dotted key, the value and the allowed range of the first one broken."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import numbers
-import os
-import re
-import sys
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf import MISSING
 
-from .errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration problem the user can fix; the message says how."""
-
-
-# ---- what a field accepts --------------------------------------------------------------------------
-_ALLOWED = "dsrl_real.allowed"  # the key of a field's `Allowed` in its dataclass metadata
-_END = {"inf": math.inf, "-inf": -math.inf, "pi": math.pi, "-pi": -math.pi}
-
-
-@dataclass(frozen=True)
-class Allowed:
-    """What one field accepts. `interval` bounds a number (or each number of a list), written as in
-    the error message: "(0, 1]", "[1, 1024]"; ends may be inf, -inf, pi or -pi; numbers must also be
-    finite. `choices` lists the accepted values (of each entry of a list); `nonempty` refuses "";
-    `length` / `min_length` bound a list's size. A field with none of these takes any text."""
-
-    interval: str = ""
-    choices: tuple = ()
-    nonempty: bool = False
-    length: int | None = None
-    min_length: int = 0
-
-    def __post_init__(self) -> None:
-        if self.interval:
-            self.bounds  # noqa: B018 - a malformed interval fails at import, not at the first check
-
-    @functools.cached_property
-    def bounds(self) -> tuple[float, float, bool, bool]:
-        """(low, high, low included, high included)."""
-        match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", self.interval)
-        if not match:
-            raise ValueError(f"Malformed interval {self.interval!r}; write it as e.g. '(0, 1]'.")
-        opening, low, high, closing = match.groups()
-        low_v, high_v = (_END[s] if s in _END else float(s) for s in (low, high))
-        return low_v, high_v, opening == "[", closing == "]"
-
-    def contains(self, x: float) -> bool:
-        low, high, low_in, high_in = self.bounds
-        return (low < x or (low_in and x == low)) and (x < high or (high_in and x == high))
-
-
-def checked(default: Any, interval: str = "", *, choices: Sequence = (), nonempty: bool = False,
-            length: int | None = None, min_length: int = 0) -> Any:
-    """A dataclass field with its default and what it accepts (see `Allowed`)."""
-    allowed = Allowed(interval, tuple(choices), nonempty, length, min_length)
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={_ALLOWED: allowed})
-    return field(default=default, metadata={_ALLOWED: allowed})
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _number_problem(value: Any, kind: type, allowed: Allowed) -> str | None:
-    """Why `value` is not a number of type `kind` (int or float) inside `allowed.interval`; None if it is."""
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_number or (kind is int and not isinstance(value, numbers.Integral)):
-        return f"is not {'an integer' if kind is int else 'a number'}; it must be in {allowed.interval}"
-    if not math.isfinite(value):
-        return f"is not a finite number; it must be in {allowed.interval}"
-    if not allowed.contains(value):
-        return f"is out of range; it must be in {allowed.interval}"
-    return None
-
-
-def _scalar_problem(value: Any, kind: type, allowed: Allowed) -> str | None:
-    if allowed.interval:
-        return _number_problem(value, kind, allowed)
-    if allowed.choices:
-        return None if value in allowed.choices else f"is not allowed; it must be one of: {', '.join(map(str, allowed.choices))}"
-    if not isinstance(value, str):
-        return "is not text"
-    if allowed.nonempty and not value.strip():
-        return "is empty; it must be a non-empty string"
-    return None
-
-
-def _field_problem(key: str, value: Any, hint: Any, allowed: Allowed) -> str | None:
-    """The sentence for the first thing wrong with one field's value, naming its dotted key; None if nothing is."""
-    if typing.get_origin(hint) is list:
-        if not isinstance(value, list):
-            return f"{key} = {_show(value)} is not a list."
-        if allowed.length is not None and len(value) != allowed.length:
-            return f"{key} = {_show(value)} has {len(value)} entries; it must have exactly {allowed.length}."
-        if len(value) < allowed.min_length:
-            return f"{key} = {_show(value)} has {len(value)} entries; it must have at least {allowed.min_length}."
-        (kind,) = typing.get_args(hint)
-        for i, entry in enumerate(value):
-            problem = _scalar_problem(entry, kind, allowed)
-            if problem:
-                return f"{key}[{i}] = {_show(entry)} {problem}."
-        return None
-    problem = _scalar_problem(value, hint, allowed)
-    return f"{key} = {_show(value)} {problem}." if problem else None
-
+from .checks import Allowed, ConfigError, allowed_of, checked, field_problem, plain_type
 
 # Choices shared with the modules that act on them (tests/test_config_values.py keeps the copies equal).
-ROBOT_KINDS = ("sim", "widowx", "franka")
-CAMERA_KINDS = ("sim", "realsense", "ros_topic")
-SIM_VIEWS = ("third_person", "wrist")
-REALSENSE_FPS = (6, 15, 30, 60)  # the color frame rates every D400 camera offers
-REWARD_BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy")
+RobotKind = Literal["sim", "widowx", "franka"]
+CameraKind = Literal["sim", "realsense", "ros_topic"]
+SimView = Literal["third_person", "wrist"]
+RealsenseFps = Literal[6, 15, 30, 60]  # the color frame rates every D400 camera offers
+RewardBackend = Literal["sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy"]
+ROBOT_KINDS, CAMERA_KINDS, SIM_VIEWS, REALSENSE_FPS, REWARD_BACKENDS = (
+    typing.get_args(t) for t in (RobotKind, CameraKind, SimView, RealsenseFps, RewardBackend))
 
 # Intervals used by several fields.
 XYZ = "[-2, 2]"  # metres from the robot's base: beyond any arm this project drives
@@ -172,7 +65,7 @@ class FrankaConfig:
 
 @dataclass
 class RobotConfig:
-    kind: str = checked("sim", choices=ROBOT_KINDS)
+    kind: RobotKind = "sim"
     robot_model: str = checked("wx250s", nonempty=True)
     control_hz: float = checked(5.0, "(0, 1000]")
     start_xyz: list[float] = checked([0.25, 0.0, 0.16], XYZ, length=3)  # inside the safety workspace
@@ -187,13 +80,13 @@ class RobotConfig:
 @dataclass
 class CameraConfig:
     name: str = checked(MISSING, nonempty=True)  # unique among the cameras
-    kind: str = checked("sim", choices=CAMERA_KINDS)
-    view: str = checked("third_person", choices=SIM_VIEWS)  # sim only
+    kind: CameraKind = "sim"
+    view: SimView = "third_person"  # sim only
     width: int = checked(128, IMAGE_SIDE)
     height: int = checked(128, IMAGE_SIDE)
     serial: str = checked("")  # realsense only: the device's serial number; empty: the first camera found
     topic: str = checked("")  # ros_topic only: a sensor_msgs/Image topic, e.g. /camera/camera/color/image_raw
-    fps: int = checked(30, choices=REALSENSE_FPS)  # realsense only
+    fps: RealsenseFps = 30  # realsense only
     timeout_s: float = checked(1.0, "(0, 600]")
 
 
@@ -260,7 +153,7 @@ class DemosConfig:
     successful_only: bool = False
     # npz: one .npz per episode | lerobot: recorded like any run (recording.RunRecorder: parquet + mp4
     # videos, kind "demo", failed attempts kept); pretraining reads either
-    format: str = checked("npz", choices=("npz", "lerobot"))
+    format: Literal["npz", "lerobot"] = "npz"
 
 
 @dataclass
@@ -284,16 +177,16 @@ class PretrainConfig:
 class AgentConfig:
     """DSRL: SAC in the base policy's latent-noise space. Defaults: the small CPU preset for the simulator."""
 
-    algorithm: str = checked("dsrl_sac", choices=("dsrl_sac", "dsrl_na"))
+    algorithm: Literal["dsrl_sac", "dsrl_na"] = "dsrl_sac"
     hidden_dim: int = checked(256, WIDTH)
     num_layers: int = checked(3, LAYERS)
-    activation: str = checked("tanh", choices=("tanh", "relu", "gelu"))
+    activation: Literal["tanh", "relu", "gelu"] = "tanh"
     num_critics: int = checked(5, "[1, 100]")
-    critic_backup: str = checked("min", choices=("min", "mean"))  # over the critic ensemble, in the TD target
+    critic_backup: Literal["min", "mean"] = "min"  # over the critic ensemble, in the TD target
     # min backup over a random this-many of the critics per gradient step (REDQ: 2; SAC's Q, NA's Q^A); 0: all;
     # at most num_critics
     backup_subset: int = checked(0, "[0, 100]")
-    actor_objective: str = checked("min", choices=("min", "mean"))  # over the critic ensemble, in the actor's loss (REDQ: mean)
+    actor_objective: Literal["min", "mean"] = "min"  # over the critic ensemble, in the actor's loss (REDQ: mean)
     gamma: float = checked(0.9, "[0, 1)")
     tau: float = checked(0.005, "(0, 1]")
     learning_rate: float = checked(3e-4, LEARNING_RATE)
@@ -313,13 +206,13 @@ class AgentConfig:
     # and the regression. 1: distil on every gradient step.
     na_distill_every: int = checked(10, "[1, 1e6]")
     # policy_embedding (vector obs + frozen policy features) | observation
-    features: str = checked("policy_embedding", choices=("policy_embedding", "observation"))
+    features: Literal["policy_embedding", "observation"] = "policy_embedding"
     # agent.features=observation with cameras: the agent's own image encoder (agents/dsrl/encoder.py), trained by the critic's loss.
     encoder_image_keys: list[str] = checked([], nonempty=True)  # camera keys it reads; empty: every uint8 image key
     encoder_channels: list[int] = checked([32, 32, 32, 32], CHANNELS, min_length=1)  # stride-2 3x3 convs
     encoder_dim: int = checked(64, WIDTH)  # features per camera (Linear -> LayerNorm -> tanh)
     # shift (DrQ: random +-image_shift_pixels, border replicated; training only) | none
-    image_augmentation: str = checked("shift", choices=("shift", "none"))
+    image_augmentation: Literal["shift", "none"] = "shift"
     image_shift_pixels: int = checked(4, "[0, 64]")
     seed: int = checked(0, SEED)
     # sim_cpu | sim_cpu_na | widowx_real | franka_real: paper settings, applied beneath file and overrides
@@ -341,7 +234,7 @@ class TrainConfig:
     checkpoint_every_episodes: int = checked(1, EPISODES)  # 0: only at the end
     buffer_capacity: int = checked(200_000, "[2, 1e7]")  # time indices
     video_every_episodes: int = checked(0, EPISODES)  # 0: no videos
-    wandb: str = checked("offline", choices=("offline", "online", "disabled"))
+    wandb: Literal["offline", "online", "disabled"] = "offline"
     action_space_baseline: bool = False  # plain SAC on the robot's actions instead of DSRL (a baseline)
     record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (LeRobot v2.1 layout)
     seed_runs: list[str] = checked([], nonempty=True)  # recorded run folders whose complete episodes seed the replay buffer
@@ -351,10 +244,10 @@ class TrainConfig:
 class RewardConfig:
     """Where rewards come from (rewards/registry.py), how they are shaped and what ends an episode."""
 
-    backend: str = checked("sim_truth", choices=REWARD_BACKENDS)
+    backend: RewardBackend = "sim_truth"
     # sparse: the episode reward at its end | dense: progress deltas per chunk step (backends with
     # progress) | step_penalty: -1 per chunk step, 0 on success
-    form: str = checked("sparse", choices=("sparse", "dense", "step_penalty"))
+    form: Literal["sparse", "dense", "step_penalty"] = "sparse"
     model: str = checked("")  # roboreward / robometer: a local checkpoint folder or a hub id (e.g. teetone/RoboReward-8B)
     # robometer: where its processor comes from, a hub id or a local copy; "" = the base model its config.yaml names
     base_model: str = checked("")
@@ -367,11 +260,11 @@ class RewardConfig:
     camera: str = checked("")  # the camera the backend watches; "" = the first camera
     num_frames: int = checked(0, "[0, 256]")  # frames per model query; 0 = the backend's own (RoboReward 16, Robometer 8)
     success_score: int = checked(5, "[1, 5]")  # roboreward: the lowest 1-5 score that counts as success
-    human_scale: str = checked("binary", choices=("binary", "1-5"))  # human / sim_human
+    human_scale: Literal["binary", "1-5"] = "binary"  # human / sim_human
     # What ends an episode early: detector (the success detector on the backend's prefix scores; the
     # human's keys for human backends) | env (the simulator's own success signal) | time_limit (nothing
     # but the time limits) | auto (env for sim_truth; else detector when the backend offers success, else time_limit).
-    end_on: str = checked("auto", choices=("auto", "detector", "env", "time_limit"))
+    end_on: Literal["auto", "detector", "env", "time_limit"] = "auto"
     # a prefix (or robometer: a whole episode) whose success probability reaches this counts as success
     success_threshold: float = checked(0.6, "(0, 1]")
     success_window: int = checked(3, "[1, 1000]")  # success when most of the last this-many prefix scores vote success
@@ -379,10 +272,10 @@ class RewardConfig:
     track_stages: bool = True  # multi-stage tasks: advance the instruction on detected success, show the stage's frames only
     stage_max_steps: list[int] = checked([], "[1, 1e5]")  # per-stage step limits, one per stage; empty: none
     # background (a worker thread) | inline (in the control loop) | auto: inline for sim_truth and humans
-    scoring: str = checked("auto", choices=("auto", "background", "inline"))
+    scoring: Literal["auto", "background", "inline"] = "auto"
     # Shadow mode: more backends (names as for backend) that label every episode next to it, off the
     # control loop, without touching rewards or episode ends; their labels go into the recording.
-    shadow: list[str] = checked([], choices=REWARD_BACKENDS)
+    shadow: list[RewardBackend] = checked([])
     # sim_truth_noisy: the simulator's truth with injected label noise (rewards/noisy.py), e.g. as a shadow
     noisy_false_positive_rate: float = checked(0.2, PROBABILITY)  # a failure labelled success
     noisy_false_negative_rate: float = checked(0.0, PROBABILITY)  # a success labelled failure
@@ -407,42 +300,6 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 
-# The simulator on a 2-core CPU (= the defaults), tuned on the monkey task with a sparse success reward:
-# magnitude 1.5 as in DSRL (inside +-1 the base policy cannot get out of some of its hovering states:
-# a greedy lookahead over noise clipped to +-1 solves 4 of 8 scenes where the agent failed, over
-# +-1.5 all 8) and gamma 0.9 (a hover that can no longer succeed loses its over-estimated value faster
-# under bootstrapping); with both, DSRL-SAC ended at 86 / 80 / 64 % over seeds 0-2, against 48 / 66 / 50 %
-# with magnitude 1 and gamma 0.97. 5 critics against over-estimation, no entropy in the critic's target
-# (it swamped the 0/1 reward). For CPU time:
-# batches of 128 (final success within the seed-to-seed spread of 256's, at 60 % of the update's time), and
-# DSRL-NA distils Q^W (5 regression steps) on every 10th gradient step only, since each distillation
-# costs na_distill_steps base-policy sampler calls (every 5th step: the same success, 18 % slower).
-SIM_CPU: dict[str, Any] = {
-    "agent.hidden_dim": 256, "agent.utd": 10, "agent.gamma": 0.9, "agent.action_magnitude": 1.5,
-    "agent.num_critics": 5, "agent.backup_entropy": False, "agent.init_temperature": 0.02,
-    "agent.batch_size": 128, "agent.na_distill_steps": 5, "agent.na_distill_every": 10,
-    "train.warm_start_episodes": 10,
-}
-
-# Hyperparameters from the papers, as dotted overrides (the `agent.preset` key picks one).
-PRESETS: dict[str, dict[str, Any]] = {
-    "sim_cpu": SIM_CPU,
-    # DSRL-NA on the simulator: sim_cpu with magnitude 1 and gamma 0.97, where NA did better than with
-    # sim_cpu's 1.5 and 0.9 (seeds 0 and 1: 78 % and 86 % against 62 % and 62 %).
-    "sim_cpu_na": {**SIM_CPU, "agent.algorithm": "dsrl_na", "agent.gamma": 0.97, "agent.action_magnitude": 1.0},
-    # RoboReward paper, Table 9: real WidowX 250 (SAC as in DSRL's released code: 2 critics, entropy backup).
-    "widowx_real": {"agent.hidden_dim": 1024, "agent.utd": 30, "agent.batch_size": 256, "agent.gamma": 0.97, "agent.action_magnitude": 1.5,
-                    "agent.num_critics": 2, "agent.backup_entropy": True, "agent.init_temperature": 1.0,
-                    "agent.na_distill_steps": 10, "agent.na_distill_every": 1,
-                    "train.warm_start_episodes": 20, "train.env_steps": 6000, "task.max_steps": 70},
-    # DSRL's pi0 port on a real Franka: 15 Hz, <= 200 steps.
-    "franka_real": {"agent.hidden_dim": 1024, "agent.utd": 30, "agent.batch_size": 256, "agent.gamma": 0.99, "agent.action_magnitude": 2.5,
-                    "agent.num_critics": 2, "agent.backup_entropy": True, "agent.init_temperature": 1.0,
-                    "agent.na_distill_steps": 10, "agent.na_distill_every": 1,
-                    "robot.control_hz": 15.0, "task.max_steps": 200},
-}
-
-
 def config_fields(cls: type = None, prefix: str = "") -> Iterator[tuple[str, Any, Allowed | None]]:
     """(dotted key, type, what it accepts) of every leaf field of the config schema; a list of
     sections reads `cameras[].width`. Bool fields have no `Allowed` (OmegaConf checks their type)."""
@@ -454,7 +311,7 @@ def config_fields(cls: type = None, prefix: str = "") -> Iterator[tuple[str, Any
         if dataclasses.is_dataclass(inner):
             yield from config_fields(inner, f"{key}[]." if inner is not hint else f"{key}.")
         else:
-            yield key, hint, f.metadata.get(_ALLOWED)
+            yield key, plain_type(hint), allowed_of(f, hint)
 
 
 def _leaf_problems(section: Any, prefix: str = "") -> Iterator[str]:
@@ -466,8 +323,8 @@ def _leaf_problems(section: Any, prefix: str = "") -> Iterator[str]:
         elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
             for i, item in enumerate(value):
                 yield from _leaf_problems(item, f"{key}[{i}].")
-        elif _ALLOWED in f.metadata:
-            problem = _field_problem(key, value, hint, f.metadata[_ALLOWED])
+        elif (allowed := allowed_of(f, hint)) is not None:
+            problem = field_problem(key, value, hint, allowed)
             if problem:
                 yield problem
 
@@ -510,121 +367,3 @@ def check_config(cfg: Config) -> Config:
     for problem in _relation_problems(cfg):
         raise ConfigError(problem)
     return cfg
-
-
-def config_dirs() -> list[Path]:
-    """Where named configs are looked up: $DSRL_REAL_CONFIG_DIR, the source tree, the installed share
-    (pip's, under sys.prefix, and colcon's, under each prefix of $AMENT_PREFIX_PATH)."""
-    dirs = [Path(p) for p in os.environ.get("DSRL_REAL_CONFIG_DIR", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parent.parent / "configs")
-    prefixes = [sys.prefix, *(p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p)]
-    dirs += [Path(prefix) / "share" / "dsrl_real" / "configs" for prefix in prefixes]
-    return dirs
-
-
-def resolve_config_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    stem = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
-    for directory in config_dirs():
-        if (directory / stem).is_file():
-            return directory / stem
-    known = sorted({p.stem for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise ConfigError(f"No config file '{name_or_path}'; give a path to a YAML file or one of: {', '.join(known)}.")
-
-
-def _valid_keys(path: str) -> list[str]:
-    """The field names of the config section at dotted `path` ('' for the top level)."""
-    node: Any = Config
-    for part in re.sub(r"\[\d*\]", "", path).split("."):
-        hint = typing.get_type_hints(node).get(part)
-        hint = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
-        if not dataclasses.is_dataclass(hint):
-            break
-        node = hint
-    return [f.name for f in dataclasses.fields(node)]
-
-
-def _section_of(err: Exception, full_key: str) -> str:
-    """The dotted path of the section an unknown key was found in."""
-    if "." in full_key:
-        return full_key.rsplit(".", 1)[0]
-    owner = getattr(err, "object_type", None)
-    for f in dataclasses.fields(Config):
-        hint = typing.get_type_hints(Config)[f.name]
-        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
-        if owner is not None and inner is owner and owner is not Config:
-            return f"{f.name}[]" if hint is not inner else f.name
-    return ""
-
-
-def _explain(err: Exception, source: str, key: str = "") -> ConfigError:
-    full_key = str(getattr(err, "full_key", "") or key or getattr(err, "key", "") or "")
-    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        section = _section_of(err, full_key)
-        where = f"under '{section}'" if section else "at the top level"
-        return ConfigError(
-            f"Unknown config key '{full_key}' in {source}; valid keys {where} are: {', '.join(_valid_keys(section))}."
-        )
-    reason = str(getattr(err, "msg", None) or err).splitlines()[0]
-    converting = isinstance(err, ValidationError) and reason.startswith("Value '")  # e.g. 'a' in a list of floats
-    if not converting and (isinstance(err, (TypeError, IndexError)) or "[" in full_key):
-        return ConfigError(f"Config key '{key or full_key}' in {source} does not exist; list entries can only be changed, add new ones in a YAML file.")
-    if isinstance(err, ValidationError) and full_key:
-        return ConfigError(f"Config key '{full_key}' in {source} has the wrong type: {reason.rstrip('.')}.")
-    return ConfigError(f"Invalid configuration in {source}: {reason.rstrip('.')}; `dsrl-real config` shows every section and its types.")
-
-
-def _compose(base, file_layers: list[tuple[Any, str]], overrides) -> Any:
-    merged = base
-    for layer, source in file_layers:
-        try:
-            merged = OmegaConf.merge(merged, layer)
-        except (OmegaConfBaseException, TypeError) as err:
-            raise _explain(err, source) from err
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"Override '{item}' is not of the form key=value, e.g. robot.control_hz=10.")
-        try:
-            OmegaConf.update(merged, key, yaml.safe_load(raw) if raw else "", merge=True)
-        except (OmegaConfBaseException, TypeError, IndexError) as err:
-            raise _explain(err, f"override '{item}'", key) from err
-    return merged
-
-
-def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The embedded default, then `agent.preset`'s values, then the YAML file (name or path), then
-    `key=value` overrides; every value checked (`check_config`)."""
-    layers: list[tuple[Any, str]] = []
-    if path:
-        file = resolve_config_path(path)
-        try:
-            loaded = OmegaConf.load(file)
-        except OSError:
-            raise  # unreadable, not malformed: the CLI names the path and the reason
-        except Exception as err:  # YAML syntax errors come in several types
-            raise ConfigError(f"Could not parse {file}: {str(err).splitlines()[0]}; fix the YAML syntax.") from err
-        if not isinstance(loaded, DictConfig):
-            raise ConfigError(f"{file} holds a list at its top level; a config file holds sections such as robot: and agent:, "
-                              "as `dsrl-real config` prints them.")
-        layers.append((loaded, str(file)))
-    merged = _compose(OmegaConf.structured(Config), layers, overrides)
-    preset = merged.agent.preset
-    if preset:
-        if preset not in PRESETS:
-            raise ConfigError(f"Unknown agent.preset '{preset}'; choose one of: {', '.join(PRESETS)}.")
-        base = OmegaConf.structured(Config)
-        for key, value in PRESETS[preset].items():
-            OmegaConf.update(base, key, value, merge=True)
-        merged = _compose(base, layers, overrides)
-    try:
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        raise _explain(err, path or "the configuration") from err
-    return check_config(cfg)  # type: ignore[arg-type]
-
-
-def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

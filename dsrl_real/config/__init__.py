@@ -1,0 +1,55 @@
+"""Typed configuration: the schema (one dataclass per section, each field checked where it is declared),
+the named agent presets, and loading (embedded default, preset, YAML file, dotted overrides)."""
+
+from .checks import Allowed, ConfigError, checked
+from .loading import config_dirs, load_config, resolve_config_path, to_yaml
+from .presets import PRESETS, SIM_CPU
+from .schema import (
+    ANGLE,
+    BATCH,
+    CAMERA_KINDS,
+    CHANNELS,
+    EPISODES,
+    IMAGE_SIDE,
+    LAYERS,
+    LEARNING_RATE,
+    PROBABILITY,
+    REALSENSE_FPS,
+    REWARD_BACKENDS,
+    ROBOT_KINDS,
+    SEED,
+    SIM_VIEWS,
+    WIDTH,
+    XYZ,
+    AgentConfig,
+    CameraConfig,
+    CameraKind,
+    Config,
+    DemosConfig,
+    EnvConfig,
+    FrankaConfig,
+    PolicyConfig,
+    PretrainConfig,
+    RealsenseFps,
+    RewardBackend,
+    RewardConfig,
+    RobotConfig,
+    RobotKind,
+    RunConfig,
+    SafetyConfig,
+    SimView,
+    TaskConfig,
+    TrainConfig,
+    check_config,
+    check_fields,
+    config_fields,
+)
+
+__all__ = [
+    "ANGLE", "BATCH", "CAMERA_KINDS", "CHANNELS", "EPISODES", "IMAGE_SIDE", "LAYERS", "LEARNING_RATE", "PRESETS",
+    "PROBABILITY", "REALSENSE_FPS", "REWARD_BACKENDS", "ROBOT_KINDS", "SEED", "SIM_CPU", "SIM_VIEWS", "WIDTH", "XYZ",
+    "AgentConfig", "Allowed", "CameraConfig", "CameraKind", "Config", "ConfigError", "DemosConfig", "EnvConfig",
+    "FrankaConfig", "PolicyConfig", "PretrainConfig", "RealsenseFps", "RewardBackend", "RewardConfig", "RobotConfig",
+    "RobotKind", "RunConfig", "SafetyConfig", "SimView", "TaskConfig", "TrainConfig", "check_config", "check_fields",
+    "checked", "config_dirs", "config_fields", "load_config", "resolve_config_path", "to_yaml",
+]
