@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -500,3 +501,30 @@ def test_a_recording_trainer_shares_its_folder_lock_with_its_recorder_and_refuse
     fast_trainer(out / "b", "train.env_steps=12").run()  # its own recorder runs under the trainer's lock
     assert (out / "b" / "meta" / "episodes.jsonl").is_file() and not (out / "b" / "meta" / ".recorder.lock").exists()
     assert episodes_logged(out / "b") == [1]
+
+
+def test_two_checkpoint_saves_at_once_never_remove_each_others_files(tmp_path):
+    """A save clears the staging folders a crash left; a second save in the same process (the
+    learner's, and a stop's) waits instead of clearing the first one's staging folder."""
+    inside, errors = threading.Event(), []
+
+    def slow_files(folder):
+        (folder / "a.bin").write_bytes(b"a" * 100)
+        inside.set()
+        threading.Event().wait(0.5)  # room for the second save to start; correctness does not depend on it
+        (folder / "b.bin").write_bytes(b"b" * 100)
+
+    def save_first():
+        try:
+            checkpoints.save(tmp_path, 1, slow_files)
+        except Exception as err:  # noqa: BLE001 - the assertion below names it
+            errors.append(err)
+
+    first = threading.Thread(target=save_first)
+    first.start()
+    inside.wait(10)
+    checkpoints.save(tmp_path, 2, lambda folder: (folder / "c.bin").write_bytes(b"c"))
+    first.join()
+    assert errors == []
+    assert [p.name for p in checkpoints.listed(tmp_path)] == ["episode_000002", "episode_000001"]
+    assert all(checkpoints.problem(p) is None for p in checkpoints.listed(tmp_path))

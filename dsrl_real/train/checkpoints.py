@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ STAGING, PRUNING = ".staging-", ".pruning-"  # hidden names of folders on their 
 RUN_FILES = (LATEST, CHECKPOINTS, "metrics.jsonl", "meta", "data", "videos", "wandb", "wandb_id", "learning_curve.png")
 
 log = logging.getLogger("dsrl_real.train.trainer")
+_saving = threading.Lock()  # one save at a time in a process: a save removes the staging folders it finds
 
 
 def folder_name(episodes: int) -> str:
@@ -82,7 +84,11 @@ def save(out_dir: Path, episodes: int, write_files: Callable[[Path], None]) -> P
     """The checkpoint after `episodes` episodes: `write_files(folder)` writes its files. A verified
     checkpoint of the same episode count is kept as it is: nothing has been learned since (only
     an unfinished episode's random draws, which a resume replays)."""
-    out_dir = Path(out_dir)
+    with _saving:
+        return _save(Path(out_dir), episodes, write_files)
+
+
+def _save(out_dir: Path, episodes: int, write_files: Callable[[Path], None]) -> Path:
     root = out_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)
