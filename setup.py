@@ -4,7 +4,7 @@ pip reads pyproject.toml (metadata, dependencies, scripts, data files). colcon r
 system setuptools, which on ROS 2 Humble (Ubuntu 22.04, setuptools 59) ignores pyproject's [project]
 table, so the package name, version, packages, console scripts and data files are repeated here;
 tests/test_packaging.py keeps the two in step. Python dependencies are not listed: colcon installs
-none (see README, "Running on a real WidowX"), and pip takes them from pyproject.toml.
+none (see docs/widowx.md), and pip takes them from pyproject.toml.
 """
 
 from glob import glob
