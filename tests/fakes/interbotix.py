@@ -48,6 +48,8 @@ from dsrl_real.geometry import matrix_to_rpy, rpy_to_matrix
 from dsrl_real.sim import kinematics
 from dsrl_real.sim.tabletop import GRIPPER_FULL_OPENING, Tabletop
 from fakes import interbotix_api as api
+from fakes.api_check import Checked
+from fakes.modules import swapped
 
 log = logging.getLogger("dsrl_real.fake_interbotix")
 
@@ -140,33 +142,16 @@ def _api_function(method):
     return wrapper
 
 
-def _api(method):
-    """Validate a public method call against the real signature, record it, then run it."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        name = f"{self._OWNER}.{method.__name__}"
-        api.check_call(api.spec_for(name), args, kwargs, name=name)
-        self._fake.calls.append(Call(name, tuple(args), dict(kwargs)))
-        return method(self, *args, **kwargs)
-
-    return wrapper
+def _record(instance, name: str, args: tuple, kwargs: dict) -> None:
+    instance._fake.calls.append(Call(name, tuple(args), dict(kwargs)))
 
 
-class _Checked:
-    """Unknown public attributes fail with the list of what the real class has."""
+_api = api.REAL.method(_record)  # validate a public method call against the real signature, record it, then run it
 
-    _OWNER = ""
+
+class _Checked(Checked):
+    _API = api.REAL
     _fake: "FakeInterbotix"
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            api.spec_for(f"{self._OWNER}.{name}")
-        except api.InterbotixAPIMismatch as err:
-            raise AttributeError(str(err)) from None
-        raise NotImplementedError(f"The fake {self._OWNER} does not implement the real method '{name}'.")
 
 
 class _FakeNode:
@@ -808,17 +793,10 @@ def install(sim: Tabletop, driver_running: bool = True, ros=None):
     `FakeRos` of an enclosing `rclpy_fake.install()`, to make the global node an rclpy node of that process.
     """
     fake = FakeInterbotix(sim, driver_running, ros)
-    mods = fake.modules()
-    saved = {name: sys.modules.get(name) for name in mods}
-    sys.modules.update(mods)
     try:
-        yield fake
+        with swapped(fake.modules()):
+            yield fake
     finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
         fake._uninstall()
 
 

@@ -14,11 +14,11 @@ function names the upstream file it was copied from (research notes: /tmp/resear
 """
 
 import enum
-import inspect
-import numbers
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
+
+from fakes.api_check import RealAPI
 
 
 class LoggingSeverity(enum.IntEnum):
@@ -225,53 +225,5 @@ class InterbotixAPIMismatch(TypeError):
     """A call that the real Interbotix API would reject (unknown method, argument or argument kind)."""
 
 
-def spec_for(call_name: str):
-    """The real stub for a call name such as 'arm.set_ee_pose_components', 'bot.__init__' or 'robot_startup'."""
-    owner_name, _, method = call_name.rpartition(".")
-    if not owner_name:
-        if call_name not in FUNCTIONS:
-            raise InterbotixAPIMismatch(f"The real Interbotix API has no function '{call_name}'.")
-        return FUNCTIONS[call_name]
-    owner = OWNERS.get(owner_name)
-    if owner is None:
-        raise InterbotixAPIMismatch(f"'{owner_name}' is not part of the real Interbotix API (known: {list(OWNERS)}).")
-    spec = owner.__dict__.get(method)
-    if spec is None or (method.startswith("_") and method != "__init__"):
-        public = sorted(n for n in owner.__dict__ if not n.startswith("_"))
-        raise InterbotixAPIMismatch(
-            f"The real {owner.__name__} has no public method '{method}'; it has: {', '.join(public)}."
-        )
-    return spec
-
-
-def _describe(spec) -> str:
-    return f"{spec.__qualname__}{inspect.signature(spec)}"
-
-
-def _is_scalar(value) -> bool:
-    return isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0)
-
-
-def check_call(spec, args=(), kwargs=None, name: str | None = None) -> inspect.BoundArguments:
-    """Bind a call to the real signature `spec`; raise `InterbotixAPIMismatch` if the real API would reject it.
-
-    `args` excludes `self`. Besides names and counts, parameters the real code uses as plain numbers
-    (annotated float/int) must get a real scalar or None, never an array or a list.
-    """
-    kwargs = kwargs or {}
-    sig = inspect.signature(spec)
-    params = list(sig.parameters.values())
-    bind_args = (None, *args) if params and params[0].name == "self" else tuple(args)
-    label = name or spec.__qualname__
-    try:
-        bound = sig.bind(*bind_args, **kwargs)
-    except TypeError as err:
-        raise InterbotixAPIMismatch(f"{label}(...) does not match the real API {_describe(spec)}: {err}.") from None
-    for pname, value in bound.arguments.items():
-        annotation = sig.parameters[pname].annotation
-        if annotation in (float, int) and value is not None and not _is_scalar(value):
-            raise InterbotixAPIMismatch(
-                f"{label}(...): argument '{pname}' must be a number ({annotation.__name__}) in the real API "
-                f"{_describe(spec)}, got {type(value).__name__} {value!r}."
-            )
-    return bound
+REAL = RealAPI("Interbotix", InterbotixAPIMismatch, FUNCTIONS, OWNERS)
+spec_for, check_call = REAL.spec_for, REAL.check_call

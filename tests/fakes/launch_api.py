@@ -25,9 +25,10 @@ read in ros2/launch and ros2/launch_ros on their humble and jazzy branches (iden
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Text
+
+from fakes.api_check import RealAPI
 
 # Default of ExecuteLocal's sigterm/sigkill timeouts: LaunchConfiguration('sigterm_timeout', default=5).
 _TIMEOUT_DEFAULT = "<LaunchConfiguration('sig*_timeout', default=5)>"
@@ -251,21 +252,8 @@ class LaunchAPIMismatch(TypeError):
     """A call, or an include, that the real launch API (or the included launch file) would reject."""
 
 
-def check_call(spec, args=(), kwargs=None, label: str | None = None) -> inspect.BoundArguments:
-    """Bind a call to the real signature `spec` (args exclude `self`); raise LaunchAPIMismatch if it does not fit."""
-    sig = inspect.signature(spec)
-    params = list(sig.parameters.values())
-    bind_args = (None, *args) if params and params[0].name == "self" else tuple(args)
-    name = label or spec.__qualname__
-    unknown = sorted(set(kwargs or {}) - {p.name for p in params if p.kind is not p.VAR_KEYWORD})
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
-        raise LaunchAPIMismatch(f"{name}(...) has no parameter {unknown} in the real API {spec.__qualname__}{sig}.")
-    try:
-        bound = sig.bind(*bind_args, **(kwargs or {}))
-    except TypeError as err:
-        raise LaunchAPIMismatch(f"{name}(...) does not match the real API {spec.__qualname__}{sig}: {err}.") from None
-    bound.apply_defaults()
-    return bound
+REAL = RealAPI("launch", LaunchAPIMismatch, plain_numbers=False, list_unknown_keywords=True)
+check_call = REAL.check_call
 
 
 # ---- what the real launch enforces ---------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import itertools
 import os
 import pathlib
 import re
-import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import yaml
 
 from fakes import launch_api as api
+from fakes.modules import swapped
 
 from .launch_api import LaunchAPIMismatch
 
@@ -754,15 +754,9 @@ def _modules() -> dict[str, types.ModuleType]:
 def install(prefixes=()):
     """Register the fake modules under the real names; `prefixes` are install prefixes holding our package."""
     registry = _Registry(list(prefixes))
-    saved = {name: sys.modules.get(name) for name in MODULE_NAMES}
-    sys.modules.update(_modules())
-    _active.append(registry)
-    try:
-        yield FakeLaunch(registry)
-    finally:
-        _active.remove(registry)
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
+    with swapped(_modules()):
+        _active.append(registry)
+        try:
+            yield FakeLaunch(registry)
+        finally:
+            _active.remove(registry)

@@ -48,6 +48,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fakes import ros_api as api
+from fakes.api_check import Checked
+from fakes.modules import swapped
 
 log = logging.getLogger("dsrl_real.fake_rclpy")
 
@@ -303,34 +305,17 @@ class Call:
     kwargs: dict
 
 
-def _api(method):
-    """Validate a public method call against the real signature, record it, then run it."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        name = f"{self._OWNER}.{method.__name__}"
-        api.check_call(api.spec_for(name), args, kwargs, name=name)
-        if self._ros is not None:
-            self._ros._record(name, args, kwargs)
-        return method(self, *args, **kwargs)
-
-    return wrapper
+def _record(instance, name: str, args: tuple, kwargs: dict) -> None:
+    if instance._ros is not None:
+        instance._ros._record(name, args, kwargs)
 
 
-class _Checked:
-    """Unknown public attributes fail with the list of what the real class has."""
+_api = api.REAL.method(_record)  # validate a public method call against the real signature, record it, then run it
 
-    _OWNER = ""
+
+class _Checked(Checked):
+    _API = api.REAL
     _ros: "FakeRos"
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            api.spec_for(f"{self._OWNER}.{name}")
-        except api.RosAPIMismatch as err:
-            raise AttributeError(str(err)) from None
-        raise NotImplementedError(f"The fake {self._OWNER} does not implement the real method '{name}'.")
 
 
 _TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -1200,22 +1185,15 @@ def install():
     spinning threads end) and the previous modules, if any, come back.
     """
     ros = FakeRos()
-    mods = _modules(ros)
-    saved = {name: sys.modules.get(name) for name in mods}
-    sys.modules.update(mods)
-    _ACTIVE.append(ros)
-    try:
-        yield ros
-    finally:
-        for peer in list(ros.peers):
-            peer.stop()
-        ros._shutdown_context()
-        _ACTIVE.remove(ros)
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
+    with swapped(_modules(ros)):
+        _ACTIVE.append(ros)
+        try:
+            yield ros
+        finally:
+            for peer in list(ros.peers):
+                peer.stop()
+            ros._shutdown_context()
+            _ACTIVE.remove(ros)
 
 
 # ---- simulated peers ---------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image
 
+from fakes.modules import swapped
+
 FrameSource = Union[np.ndarray, Callable[[], "np.ndarray | None"]]
 
 # Color modes a D435/D415 offers (width, height) x fps; anything else: "Couldn't resolve requests".
@@ -344,19 +346,13 @@ def _active() -> FakeRealSense:
 def install(devices: dict[str, FrameSource] | None = None):
     """Make `import pyrealsense2` give this fake, with `devices` ({serial: frame source}) connected."""
     fake = FakeRealSense(devices or {})
-    module = sys.modules[__name__]
-    saved = sys.modules.get("pyrealsense2")
-    sys.modules["pyrealsense2"] = module
-    _ACTIVE.append(fake)
-    try:
-        yield fake
-    finally:
-        _ACTIVE.remove(fake)
-        for p in fake.pipelines:
-            if p._started:
-                p.stop()
-        if saved is None:
-            sys.modules.pop("pyrealsense2", None)
-        else:
-            sys.modules["pyrealsense2"] = saved
+    with swapped({"pyrealsense2": sys.modules[__name__]}):
+        _ACTIVE.append(fake)
+        try:
+            yield fake
+        finally:
+            _ACTIVE.remove(fake)
+            for p in fake.pipelines:
+                if p._started:
+                    p.stop()
 

@@ -35,15 +35,14 @@ search tool):
 from __future__ import annotations
 
 import enum
-import inspect
-import numbers
 import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
 
-import numpy as np
 import yaml
+
+from fakes.api_check import RealAPI
 
 
 # ---- RCLPY: module functions -------------------------------------------------------------------
@@ -384,69 +383,8 @@ class RosAPIMismatch(TypeError):
     """A call that the real rclpy would reject (unknown function, method or argument)."""
 
 
-def spec_for(call_name: str):
-    """The real stub for 'init', 'Node.create_subscription', 'ActionClient.__init__', ..."""
-    owner_name, _, method = call_name.rpartition(".")
-    if not owner_name:
-        if call_name not in FUNCTIONS:
-            raise RosAPIMismatch(f"The real rclpy has no function '{call_name}'; it has: {', '.join(sorted(FUNCTIONS))}.")
-        return FUNCTIONS[call_name]
-    owner = OWNERS.get(owner_name)
-    if owner is None:
-        raise RosAPIMismatch(f"'{owner_name}' is not part of the real rclpy API (known: {', '.join(OWNERS)}).")
-    spec = None
-    for klass in owner.__mro__:
-        if method in vars(klass):
-            spec = vars(klass)[method]
-            break
-    if spec is None or not callable(spec) or (method.startswith("_") and method != "__init__"):
-        public = sorted({n for k in owner.__mro__[:-1] for n, v in vars(k).items()
-                         if callable(v) and not n.startswith("_") and not isinstance(v, type)})
-        raise RosAPIMismatch(f"The real rclpy {owner.__name__} has no public method '{method}'; it has: {', '.join(public)}.")
-    return spec
-
-
-def _describe(spec) -> str:
-    return f"{spec.__qualname__}{inspect.signature(spec)}"
-
-
-def _number_kind(annotation) -> type | None:
-    """float/int for parameters annotated as such (or Optional of them); None otherwise."""
-    if isinstance(annotation, str):
-        annotation = {"float": float, "int": int, "Optional[float]": Optional[float],
-                      "Optional[int]": Optional[int]}.get(annotation, annotation)
-    if annotation in (float, int):
-        return annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is Union and len(args) == 1 and args[0] in (float, int):
-        return args[0]
-    return None
-
-
-def _is_scalar(value) -> bool:
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)) or (
-        isinstance(value, np.ndarray) and value.ndim == 0)
-
-
-def check_call(spec, args=(), kwargs=None, name: str | None = None) -> inspect.BoundArguments:
-    """Bind a call to the real signature `spec` (args exclude `self`); raise RosAPIMismatch where rclpy would fail."""
-    kwargs = kwargs or {}
-    sig = inspect.signature(spec)
-    params = list(sig.parameters.values())
-    bind_args = (None, *args) if params and params[0].name == "self" else tuple(args)
-    label = name or spec.__qualname__
-    try:
-        bound = sig.bind(*bind_args, **kwargs)
-    except TypeError as err:
-        raise RosAPIMismatch(f"{label}(...) does not match the real rclpy API {_describe(spec)}: {err}.") from None
-    for pname, value in bound.arguments.items():
-        kind = _number_kind(sig.parameters[pname].annotation)
-        if kind is not None and value is not None and not _is_scalar(value):
-            raise RosAPIMismatch(
-                f"{label}(...): argument '{pname}' must be a number ({kind.__name__}) in the real API "
-                f"{_describe(spec)}, got {type(value).__name__} {value!r}."
-            )
-    return bound
+REAL = RealAPI("rclpy", RosAPIMismatch, FUNCTIONS, OWNERS)
+spec_for, check_call = REAL.spec_for, REAL.check_call
 
 
 # ---- what rcl enforces: ROS arguments ------------------------------------------------------------------------
