@@ -9,17 +9,35 @@ traceback of any error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
+from .analysis.report import agreement_lines, report_table, write_report
+from .analysis.score import score_video
+from .bench import BENCHMARKS
 from .config import ConfigError, check_config, load_config, to_yaml
+from .data.demos import collect_demos
+from .envs.make import build_env, safety_limits
 from .envs.robot_env import StaleFrameError
-from .envs.safety import EmergencyStop
+from .envs.safety import EmergencyStop, action_bounds
 from .errors import UserError
+from .policies import load_base_policy
+from .policies.pipeline import base_success, pretrain_from_demos
+from .policies.pretrain import POLICY_FILE, Pretrainer
+from .recording import load_episodes
+from .rollout import ChunkController, gaussian_noise, random_policy, run_episode, scripted_expert, success_summary
+from .train.trainer import DSRLTrainer
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -28,20 +46,11 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_rollout(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from .envs.make import build_env
-    from .rollout import random_policy, run_episode, scripted_expert, success_summary
-
     cfg = load_config(args.config, args.overrides)
     env = build_env(cfg)
     if args.policy == "expert":
         act = scripted_expert(env, cfg.run.expert_noise, cfg.run.seed)
     elif args.policy == "base":
-        from .policies import load_base_policy
-        from .rollout import ChunkController, gaussian_noise
-
         policy = load_base_policy(cfg.policy)
         act = ChunkController(policy, gaussian_noise(policy.noise_shape, cfg.run.seed))
     else:
@@ -70,16 +79,11 @@ def _cmd_rollout(args) -> int:
 
 
 def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True))
 
 
 def _cmd_collect_demos(args) -> int:
-    from .data.demos import collect_demos
-
     cfg = load_config(args.config, args.overrides)
     with _progress() as progress:
         paths = collect_demos(cfg, progress)
@@ -88,17 +92,13 @@ def _cmd_collect_demos(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from .envs.make import build_env
-    from .policies.pretrain import POLICY_FILE, Trainer
-    from .recording import load_episodes
-
     cfg = load_config(args.config, args.overrides)
-    env = build_env(cfg)  # the action bounds the policy must respect come from the robot's action space
+    low, high = action_bounds(safety_limits(cfg))  # the env's action box, from the config: nothing connects to the robot
     try:
         episodes = load_episodes(cfg.pretrain.demos)
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from err
-    trainer = Trainer(cfg.policy, cfg.pretrain, episodes, env.action_space.low, env.action_space.high)
+    trainer = Pretrainer(cfg.policy, cfg.pretrain, episodes, low, high)
     out_dir = Path(cfg.pretrain.out_dir)
     if args.resume and trainer.restore(out_dir):
         print(f"resuming from step {int(trainer.state['step'])}", file=sys.stderr)
@@ -114,12 +114,6 @@ def _cmd_pretrain(args) -> int:
 def _cmd_demo(args) -> int:
     """The whole loop in simulation: scripted demos, imitation pretraining, base-policy evaluation,
     DSRL fine-tuning from that policy, and the fine-tuned agent's evaluation."""
-    import dataclasses
-    import time
-
-    from .policies.pipeline import base_success, pretrain_from_demos
-    from .train.trainer import DSRLTrainer
-
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     with _progress() as progress:
@@ -146,8 +140,6 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train.trainer import DSRLTrainer
-
     cfg = load_config(args.config, args.overrides)
     trainer = DSRLTrainer(cfg)
     try:
@@ -160,8 +152,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .train.trainer import DSRLTrainer
-
     cfg = load_config(args.config, args.overrides)
     trainer = DSRLTrainer(cfg)
     try:
@@ -180,10 +170,6 @@ def _cmd_config(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    import dataclasses
-
-    from .analysis.score import score_video
-
     cfg = load_config(args.config, args.overrides)
     cfg = check_config(dataclasses.replace(cfg, reward=dataclasses.replace(
         cfg.reward, backend=args.backend, model=args.model or cfg.reward.model, server_url=args.server_url or cfg.reward.server_url,
@@ -194,16 +180,12 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BENCHMARKS
-
     print(json.dumps(BENCHMARKS[args.name](), indent=2))
     return 0
 
 
 def _table_console():
     """Tables go to stderr; when that is not a terminal (a log file, a test) they get 160 columns, not 80."""
-    from rich.console import Console
-
     console = Console(stderr=True)
     if not console.is_terminal:
         console.width = 160
@@ -211,8 +193,6 @@ def _table_console():
 
 
 def _cmd_audit(args) -> int:
-    from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
-
     result, json_path, png_path = write_audit(args.run_dir, reference=args.reference, out_dir=args.out, resamples=args.resamples)
     console = _table_console()
     console.print(audit_table(result))
@@ -223,8 +203,6 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .analysis.report import agreement_lines, report_table, write_report
-
     summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
     console = _table_console()
     console.print(report_table(summary))
@@ -297,8 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
              config=False)
     _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
              run_dir, out, config=False)
-    from .bench.benchmarks import BENCHMARKS
-
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
     return parser
 

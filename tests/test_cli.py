@@ -5,6 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dsrl_real import cli
@@ -12,6 +13,8 @@ from dsrl_real.analysis.report import ReportError
 from dsrl_real.cli import main
 from dsrl_real.envs.robot_env import StaleFrameError
 from dsrl_real.envs.safety import EmergencyStop, UnsafeStateError
+from dsrl_real.policies.checkpoint import load_policy
+from dsrl_real.robots.widowx import WidowXRobot
 
 
 def test_rollout_prints_success_rate_json(capsys):
@@ -69,6 +72,22 @@ def test_pretrain_refuses_to_overwrite_and_resumes(tmp_path, capsys):
     assert "already holds a policy; pass --resume" in capsys.readouterr().err
     assert main(["pretrain", "--resume", *args[1:-len(SMALL)], *SMALL, "pretrain.steps=30"]) == 0
     assert _last_json(capsys)["steps"] == 30
+
+
+def test_pretrain_reads_the_action_bounds_from_the_config_without_connecting_to_the_robot(tmp_path, capsys, monkeypatch):
+    demos = tmp_path / "demos"
+    assert main(["collect-demos", f"demos.out_dir={demos}", *SMALL]) == 0
+
+    def unreachable(cls, cfg):
+        raise ConnectionError("no WidowX driver is running")
+
+    monkeypatch.setattr(WidowXRobot, "connect", classmethod(unreachable))
+    args = ["pretrain", f"pretrain.demos={demos}", f"pretrain.out_dir={tmp_path / 'p'}", *SMALL,
+            "robot.kind=widowx", "safety.max_step_xyz=0.02", "safety.max_step_rpy=0.1"]
+    assert main(args) == 0
+    norm = load_policy(_last_json(capsys)["policy"]).normalization
+    np.testing.assert_array_equal(norm.action_bound_low, np.array([-0.02] * 3 + [-0.1] * 3 + [0.0], np.float32))
+    np.testing.assert_array_equal(norm.action_bound_high, np.array([0.02] * 3 + [0.1] * 3 + [1.0], np.float32))
 
 
 def test_pretrain_without_demos_is_one_sentence(tmp_path, capsys):

@@ -8,7 +8,7 @@ from dsrl_real.envs.make import make_sim_env
 from dsrl_real.policies.base import BasePolicy
 from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_policy, save_policy
 from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, cosine_alpha_bars, ddim_timesteps, init_params
-from dsrl_real.policies.pretrain import POLICY_FILE, Trainer, chunk_dataset
+from dsrl_real.policies.pretrain import POLICY_FILE, Pretrainer, chunk_dataset
 from dsrl_real.recording import load_episodes
 from dsrl_real.rollout import run_episode, scripted_expert
 
@@ -122,7 +122,7 @@ def demos(tmp_path_factory):
 def small_trainer(demos, steps):
     cfg = PolicyConfig(hidden_dim=64, embed_dim=32)
     train_cfg = PretrainConfig(steps=steps, batch_size=32, eval_every=10, checkpoint_every=10, val_fraction=0.2)
-    return Trainer(cfg, train_cfg, demos, LOW, HIGH)
+    return Pretrainer(cfg, train_cfg, demos, LOW, HIGH)
 
 
 def test_pretraining_reduces_loss_and_writes_a_loadable_policy(demos, tmp_path):
@@ -150,7 +150,7 @@ def test_resume_continues_exactly_where_training_stopped(demos, tmp_path):
 
 def test_resume_with_another_architecture_is_refused(demos, tmp_path):
     small_trainer(demos, 10).run(tmp_path)
-    other = Trainer(PolicyConfig(hidden_dim=48, embed_dim=32), PretrainConfig(steps=20, batch_size=32), demos, LOW, HIGH)
+    other = Pretrainer(PolicyConfig(hidden_dim=48, embed_dim=32), PretrainConfig(steps=20, batch_size=32), demos, LOW, HIGH)
     with pytest.raises(CheckpointError, match="different policy architecture"):
         other.restore(tmp_path)
 
@@ -161,7 +161,7 @@ def test_pretraining_from_camera_frames(tmp_path):
     episodes = [run_episode(env, act, seed=seed, record=True).episode for seed in range(2)]
     assert episodes[0].observations["wrist_image"].dtype == np.uint8
     cfg = PolicyConfig(image_keys=["third_person_image", "wrist_image"], hidden_dim=32, embed_dim=16, conv_channels=[4, 4])
-    trainer = Trainer(cfg, PretrainConfig(steps=4, batch_size=8, eval_every=2, checkpoint_every=4, val_fraction=0.5), episodes, LOW, HIGH)
+    trainer = Pretrainer(cfg, PretrainConfig(steps=4, batch_size=8, eval_every=2, checkpoint_every=4, val_fraction=0.5), episodes, LOW, HIGH)
     policy = trainer.run(tmp_path)
     check_fits(policy, env.observation_space, env.action_space)
     obs, _ = env.reset(seed=5)

@@ -1,4 +1,5 @@
-"""Builds the environment a config describes. The only place that knows concrete robot classes."""
+"""Builds the environment a config describes. The only place that knows concrete robot classes; the hardware
+adapters import their SDKs (Interbotix, rclpy, pyrealsense2) only when they connect, so the simulator needs none."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ from collections.abc import Callable
 import gymnasium as gym
 
 from ..config import CameraConfig, Config, ConfigError, load_config
+from ..robots.franka import FrankaRobot
+from ..robots.manual import ManualScene
+from ..robots.realsense import RealSenseCamera
+from ..robots.ros_camera import RosTopicCamera
+from ..robots.sim import SimCamera, SimRobot, SimScene
+from ..robots.widowx import WidowXRobot
+from ..sim.tabletop import Tabletop
 from ..tasks import SIM_TASKS, task_spec
 from .robot_env import RobotEnv
 from .safety import SafetyLimits
@@ -34,9 +42,6 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
     limits = safety_limits(cfg)
     kind = cfg.robot.kind
     if kind == "sim":
-        from ..robots.sim import SimRobot, SimScene
-        from ..sim.tabletop import Tabletop
-
         if task.name not in SIM_TASKS:
             raise ConfigError(f"robot.kind=sim runs only the simulated tasks {list(SIM_TASKS)}, not '{task.name}'.")
         sim = Tabletop(task.name, seed=cfg.run.seed)
@@ -44,15 +49,9 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         scene = SimScene(sim)
         cameras = [_sim_camera(sim, c) for c in cfg.cameras]
     elif kind in ("widowx", "franka"):
-        from ..robots.manual import ManualScene
-
         if kind == "widowx":
-            from ..robots.widowx import WidowXRobot
-
             robot = WidowXRobot.connect(cfg.robot)
         else:
-            from ..robots.franka import FrankaRobot
-
             robot = FrankaRobot.connect(cfg.robot)
         scene = ManualScene(task, prompt) if prompt is not None else ManualScene(task)
         cameras = []
@@ -78,8 +77,6 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
 
 
 def _sim_camera(sim, c: CameraConfig):
-    from ..robots.sim import SimCamera
-
     if c.kind != "sim":
         raise ConfigError(f"Camera '{c.name}' is kind '{c.kind}', but the simulated robot has only kind 'sim' cameras.")
     return SimCamera(sim, c.name, c.view, c.width, c.height)
@@ -87,12 +84,8 @@ def _sim_camera(sim, c: CameraConfig):
 
 def _hardware_camera(c: CameraConfig):
     if c.kind == "realsense":
-        from ..robots.realsense import RealSenseCamera
-
         return RealSenseCamera(c.name, serial=c.serial, width=c.width, height=c.height, fps=c.fps, timeout_s=c.timeout_s)
     if c.kind == "ros_topic":
-        from ..robots.ros_camera import RosTopicCamera
-
         if not c.topic:
             raise ConfigError(f"Camera '{c.name}' has kind 'ros_topic' but no topic; set its topic to a sensor_msgs/Image "
                               "topic such as /camera/camera/color/image_raw.")

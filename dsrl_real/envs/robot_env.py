@@ -18,7 +18,7 @@ import numpy as np
 from ..robots.base import Camera, Robot, Scene
 from ..tasks import TaskSpec
 from .rate import RateKeeper
-from .safety import SafetyFilter, SafetyLimits
+from .safety import SafetyFilter, SafetyLimits, action_bounds
 
 
 class StaleFrameError(RuntimeError):
@@ -72,10 +72,8 @@ class RobotEnv(gym.Env):
         for cam in self.cameras:
             spaces[image_key(cam.name)] = gym.spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        step = [limits.max_step_xyz] * 3 + [limits.max_step_rpy] * 3
-        self.action_space = gym.spaces.Box(
-            low=np.array([-s for s in step] + [0.0], np.float32), high=np.array(step + [1.0], np.float32)
-        )
+        low, high = action_bounds(limits)
+        self.action_space = gym.spaces.Box(low=low, high=high)
         self.steps = 0
         self.stage = 0
         self.counters = dict(clipped_step=0, clipped_workspace=0, non_finite=0, refused=0)

@@ -62,6 +62,12 @@ class SafetyLimits:
             )
 
 
+def action_bounds(limits: SafetyLimits) -> tuple[np.ndarray, np.ndarray]:
+    """The env's action box: a delta within the per-step limits, and the gripper command in [0, 1]."""
+    step = [limits.max_step_xyz] * 3 + [limits.max_step_rpy] * 3
+    return np.array([-s for s in step] + [0.0], np.float32), np.array(step + [1.0], np.float32)
+
+
 @dataclass(frozen=True)
 class FilterReport:
     target: PoseTarget

@@ -6,6 +6,7 @@ import importlib
 
 from ..config import ConfigError, PolicyConfig
 from .base import BasePolicy
+from .checkpoint import CheckpointError, load_policy
 
 
 def load_base_policy(cfg: PolicyConfig) -> BasePolicy:
@@ -26,8 +27,6 @@ def load_base_policy(cfg: PolicyConfig) -> BasePolicy:
         return policy
     if not cfg.checkpoint:
         raise ConfigError("No base policy given; set policy.checkpoint to a pretrained policy file or policy.external.")
-    from .checkpoint import CheckpointError, load_policy
-
     try:
         return load_policy(cfg.checkpoint)
     except CheckpointError as err:

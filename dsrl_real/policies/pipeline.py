@@ -11,20 +11,21 @@ from pathlib import Path
 
 from ..config import Config
 from ..data.demos import collect_demos
-from ..envs.make import build_env
+from ..envs.make import build_env, safety_limits
+from ..envs.safety import action_bounds
 from ..recording import load_episodes
 from ..rollout import EVAL_SEED, ChunkController, evaluate, gaussian_noise, success_summary
 from .diffusion import DiffusionPolicy
-from .pretrain import Trainer
+from .pretrain import Pretrainer
 
 
-def pretrain_from_demos(cfg: Config, work_dir: Path, progress=None) -> tuple[DiffusionPolicy, Trainer, float]:
+def pretrain_from_demos(cfg: Config, work_dir: Path, progress=None) -> tuple[DiffusionPolicy, Pretrainer, float]:
     """Collect `demos.*` into work_dir/demos, pretrain into work_dir/policy; returns the wall time too."""
     start = time.perf_counter()
     cfg = dataclasses.replace(cfg, demos=dataclasses.replace(cfg.demos, out_dir=str(work_dir / "demos")))
     collect_demos(cfg, progress)
-    env = build_env(cfg)
-    trainer = Trainer(cfg.policy, cfg.pretrain, load_episodes(cfg.demos.out_dir), env.action_space.low, env.action_space.high)
+    low, high = action_bounds(safety_limits(cfg))
+    trainer = Pretrainer(cfg.policy, cfg.pretrain, load_episodes(cfg.demos.out_dir), low, high)
     policy = trainer.run(work_dir / "policy", progress)
     return policy, trainer, time.perf_counter() - start
 

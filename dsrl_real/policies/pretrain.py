@@ -60,7 +60,7 @@ def split_episodes(episodes: list[Episode], val_fraction: float) -> tuple[list[E
     return episodes[: len(episodes) - n_val], episodes[len(episodes) - n_val :]
 
 
-class Trainer:
+class Pretrainer:
     """Holds the data, the optimiser and the training state; `run` trains with progress and checkpoints."""
 
     def __init__(self, policy_cfg: PolicyConfig, train_cfg: PretrainConfig, episodes: list[Episode], action_low, action_high):
