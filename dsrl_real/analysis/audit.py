@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.table import Table
+from rich.text import Text
 
 from ..errors import UserError
 from ..recording.layout import write_json
@@ -60,7 +62,7 @@ def kendall_tau(reference: Sequence[float], estimate: Sequence[float]) -> float:
 
 
 def kendall_p_value(reference: Sequence[float], estimate: Sequence[float]) -> float:
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # scipy is slow to import; only the p-value needs it
 
     if np.isnan(kendall_tau(reference, estimate)):
         return float("nan")
@@ -212,14 +214,10 @@ def _fmt(metric: dict | None, digits: int = 2, percent: bool = False) -> str:
 
 def problems_caption(problems: list[str]):
     """A table caption with a line per file problem (wrapped, never cropped, where wider than the table); None without any."""
-    from rich.text import Text
-
     return Text("\n".join(problems), style="yellow", overflow="fold") if problems else None
 
 
 def audit_table(result: dict):
-    from rich.table import Table
-
     table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes, 95% CI)",
                   caption=problems_caption(result.get("file_problems", [])), caption_justify="left")
     for column in ("backend", "episodes", "MAE (1-5)", "false pos.", "false neg.", "Kendall tau", "pairwise acc.", "invalid"):
@@ -234,8 +232,6 @@ def audit_table(result: dict):
 
 
 def confusion_tables(result: dict) -> list:
-    from rich.table import Table
-
     tables = []
     for name, m in result["backends"].items():
         c = m["confusion"]

@@ -5,10 +5,12 @@ with the human (the audit's summary), robot time used and safety interventions."
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.table import Table
 
 from ..errors import UserError
 from ..recording.layout import write_json
@@ -108,8 +110,6 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def report_table(summary: dict):
-    from rich.table import Table
-
     table = Table(title=f"Run {summary['run_dir']}", caption=problems_caption(summary.get("file_problems", [])),
                   caption_justify="left")
     table.add_column("kind", no_wrap=True, min_width=10)
@@ -194,8 +194,6 @@ def plot_report(summary: dict, path: Path) -> Path:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width)
 
 

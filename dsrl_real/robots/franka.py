@@ -48,7 +48,7 @@ FRANKA_MSGS_HINT = "build franka_ros2's franka_msgs in your workspace: https://g
 
 
 def _rotation():
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # scipy is slow to import; only a connected Franka needs it
 
     return Rotation
 
