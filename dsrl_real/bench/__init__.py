@@ -1,5 +1,24 @@
-"""Benchmarks that print JSON: `dsrl-real bench NAME` runs `BENCHMARKS[NAME]`."""
+"""Benchmarks that print JSON, one module each: `dsrl-real bench NAME` runs `BENCHMARKS[NAME]`. Numbers about
+speed live here, never in tests."""
 
-from .benchmarks import BENCHMARKS
+from .base_policy import bench_base_policy
+from .detector import bench_detector
+from .learning import bench_learning
+from .policy_latency import bench_policy_latency
+from .recording import bench_recording
+from .reward_wait import bench_reward_wait
+from .sim import bench_sim
+from .throughput import bench_throughput
+
+BENCHMARKS = {
+    "sim": bench_sim,
+    "base-policy": bench_base_policy,
+    "policy-latency": bench_policy_latency,
+    "throughput": bench_throughput,
+    "learning": bench_learning,
+    "reward-wait": bench_reward_wait,
+    "detector": bench_detector,
+    "recording": bench_recording,
+}
 
 __all__ = ["BENCHMARKS"]
