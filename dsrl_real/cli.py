@@ -27,7 +27,6 @@ from .analysis.report import agreement_lines, report_table, write_report
 from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .config import ConfigError, check_config, load_config, to_yaml
-from .data.demos import collect_demos
 from .envs.make import build_env, safety_limits
 from .envs.robot_env import StaleFrameError
 from .envs.safety import EmergencyStop, action_bounds
@@ -36,7 +35,8 @@ from .policies import load_base_policy
 from .policies.pipeline import base_success, pretrain_from_demos
 from .policies.pretrain import POLICY_FILE, Pretrainer
 from .recording import load_episodes
-from .rollout import ChunkController, gaussian_noise, random_policy, run_episode, scripted_expert, success_summary
+from .rollout import ChunkPlayback, gaussian_noise, random_policy, run_episode, scripted_expert, success_summary
+from .rollout.demos import collect_demos
 from .train.trainer import DSRLTrainer
 
 
@@ -52,7 +52,7 @@ def _cmd_rollout(args) -> int:
         act = scripted_expert(env, cfg.run.expert_noise, cfg.run.seed)
     elif args.policy == "base":
         policy = load_base_policy(cfg.policy)
-        act = ChunkController(policy, gaussian_noise(policy.noise_shape, cfg.run.seed))
+        act = ChunkPlayback(policy, gaussian_noise(policy.noise_shape, cfg.run.seed))
     else:
         act = random_policy(env, cfg.run.seed)
     console = Console(stderr=True)

@@ -7,9 +7,9 @@ import numpy as np
 
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.recording import RunRecorder
-from dsrl_real.recording.loop import record_episode
 from dsrl_real.rewards.base import EpisodeClip, SimTruthBackend
 from dsrl_real.rollout import random_policy, scripted_expert
+from dsrl_real.rollout.record import record_episode
 
 EPISODES = 4
 TABLE = "data/chunk-000/episode_000001.parquet"

@@ -11,10 +11,10 @@ from dsrl_real.analysis.audit import AuditError, audit_pairs, audit_run, kendall
 from dsrl_real.cli import main
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.recording import RunRecorder
-from dsrl_real.recording.loop import record_episode
 from dsrl_real.rewards.base import EpisodeClip, EpisodeScore, SimTruthBackend
 from dsrl_real.rewards.noisy import NoisyBackend
 from dsrl_real.rollout import random_policy, scripted_expert, wilson_interval
+from dsrl_real.rollout.record import record_episode
 
 HUMAN = [1, 2, 3, 4, 5, 5]
 BACKEND = [2, 2, 4, 4, 5, 3]

@@ -109,11 +109,11 @@ def test_every_number_range_is_bounded_on_both_sides():
 def test_declared_choices_match_the_modules_that_act_on_them():
     from dsrl_real.agents.dsrl.encoder import AUGMENTATIONS
     from dsrl_real.agents.dsrl.spec import ACTIVATIONS, ALGORITHMS
-    from dsrl_real.data.demos import DEMO_FORMATS
     from dsrl_real.envs.make import CAMERA_KINDS, ROBOT_KINDS
     from dsrl_real.rewards.registry import BACKENDS, HUMAN_SCALES
     from dsrl_real.rewards.scoring import END_ON, SCORING
     from dsrl_real.rewards.shaping import FORMS
+    from dsrl_real.rollout.demos import DEMO_FORMATS
     from dsrl_real.sim.render import MIN_SIZE, VIEWS
 
     choices = {key: allowed.choices for key, _, allowed in CHOICES}

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from dsrl_real.config import load_config
-from dsrl_real.data.demos import collect_demos
 from dsrl_real.data.episodes import Episode, load_episode, load_episode_folder, save_episode
 from dsrl_real.errors import UserError
 from dsrl_real.recording import RecordingError
+from dsrl_real.rollout.demos import collect_demos
 
 
 def episode(value: float) -> Episode:

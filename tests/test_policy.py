@@ -10,7 +10,7 @@ from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_poli
 from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, cosine_alpha_bars, ddim_timesteps, init_params
 from dsrl_real.policies.pretrain import POLICY_FILE, Pretrainer, chunk_dataset
 from dsrl_real.recording import load_episodes
-from dsrl_real.rollout import run_episode, scripted_expert
+from dsrl_real.rollout import Transitions, run_episode, scripted_expert
 
 LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [0.0], np.float32)
 HIGH = -LOW + np.array([0] * 6 + [1.0], np.float32)
@@ -109,13 +109,20 @@ def test_chunks_past_the_episode_end_repeat_the_last_action():
     np.testing.assert_array_equal(data.chunks[2], actions[[2, 2, 2, 2]])
 
 
+def recorded(env, act, seed):
+    """One episode of `act` as an `.npz` Episode."""
+    transitions = Transitions()
+    run_episode(env, act, seed=seed, hooks=[transitions])
+    return transitions.episode
+
+
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
     directory = tmp_path_factory.mktemp("demos")
     env = make_sim_env(cameras=(), seed=0)
     act = scripted_expert(env, noise=0.1, seed=0)
     for seed in range(6):
-        save_episode(directory, run_episode(env, act, seed=seed, record=True).episode)
+        save_episode(directory, recorded(env, act, seed))
     return load_episodes(directory)
 
 
@@ -158,7 +165,7 @@ def test_resume_with_another_architecture_is_refused(demos, tmp_path):
 def test_pretraining_from_camera_frames(tmp_path):
     env = make_sim_env(cameras=("third_person", "wrist"), image_size=24, seed=0)
     act = scripted_expert(env, noise=0.1, seed=0)
-    episodes = [run_episode(env, act, seed=seed, record=True).episode for seed in range(2)]
+    episodes = [recorded(env, act, seed) for seed in range(2)]
     assert episodes[0].observations["wrist_image"].dtype == np.uint8
     cfg = PolicyConfig(image_keys=["third_person_image", "wrist_image"], hidden_dim=32, embed_dim=16, conv_channels=[4, 4])
     trainer = Pretrainer(cfg, PretrainConfig(steps=4, batch_size=8, eval_every=2, checkpoint_every=4, val_fraction=0.5), episodes, LOW, HIGH)

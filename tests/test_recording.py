@@ -14,14 +14,15 @@ import pandas as pd
 import pytest
 
 from dsrl_real.config import load_config
-from dsrl_real.data.demos import collect_demos
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.envs.robot_env import image_key
 from dsrl_real.policies.pretrain import chunk_dataset
 from dsrl_real.recording import RecordedRun, RecordingError, RunRecorder, load_episodes
-from dsrl_real.recording.loop import record_episode, step_columns
+from dsrl_real.recording.rows import step_columns
 from dsrl_real.rewards.base import SimTruthBackend
 from dsrl_real.rollout import random_policy, scripted_expert
+from dsrl_real.rollout.demos import collect_demos
+from dsrl_real.rollout.record import record_episode
 
 CAMERAS = ["third_person", "wrist"]
 

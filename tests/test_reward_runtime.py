@@ -24,7 +24,9 @@ from dsrl_real.rewards.scoring import (
     score_episode,
 )
 from dsrl_real.sim.expert import ScriptedExpert
-from dsrl_real.train.trainer import DSRLTrainer, FeatureFn, run_chunk_episode
+from dsrl_real.train.episode import run_chunk_episode
+from dsrl_real.train.features import FeatureFn
+from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
 FAST = ["cameras=[]", "train.wandb=disabled", "train.eval_episodes=1", "train.eval_every_steps=100000",

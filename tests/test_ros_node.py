@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -367,24 +368,22 @@ def test_emergency_stop_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tm
     assert log.last[0] == "INFO" and log.last[1].startswith("Emergency stop (a message on /dsrl_real/emergency_stop); the arm was stopped")
 
 
-def test_the_checkpoint_after_a_stop_waits_for_the_trainers_learner_thread():
+def test_the_checkpoint_after_a_stop_waits_for_the_trainers_learner():
     from dsrl_real.ros.node import wait_for_learner
+    from dsrl_real.train.learner import Learner
 
     release, order = threading.Event(), []
-
-    def _absorb_learn_checkpoint():  # the trainer's learner: gradient steps, then its own checkpoint
-        release.wait(30)
-        order.append("learner done")
-
-    learner = threading.Thread(target=_absorb_learn_checkpoint)
-    learner.start()
-    waiter = threading.Thread(target=lambda: (wait_for_learner(30), order.append("saved")))
+    trainer = types.SimpleNamespace(learner=Learner())
+    trainer.learner.submit(lambda: (release.wait(30), order.append("learner done")))  # gradient steps, its own checkpoint
+    waiter = threading.Thread(target=lambda: (wait_for_learner(trainer, 30), order.append("saved")))
     waiter.start()
     waiter.join(0.3)
     assert waiter.is_alive() and order == []  # still waiting for the learner
     release.set()
     waiter.join(30)
+    trainer.learner.stop()
     assert order == ["learner done", "saved"]
+    wait_for_learner(types.SimpleNamespace(), 30)  # a trainer without a learner: nothing to wait for
 
 
 # ---- the rclpy part, through the fake -------------------------------------------------------------

@@ -16,16 +16,17 @@ from dsrl_real.envs.make import build_env, make_sim_env
 from dsrl_real.envs.safety import EmergencyStop
 from dsrl_real.policies.examples import ScaledNoisePolicy
 from dsrl_real.recording import RecordedRun, RunRecorder
-from dsrl_real.recording.loop import record_episode
-from dsrl_real.recording.run import ShadowScorers
+from dsrl_real.recording.shadows import ShadowScorers
 from dsrl_real.rewards.base import SimTruthBackend
 from dsrl_real.rewards.keyboard import HumanEvent
 from dsrl_real.rewards.registry import build_reward_backend
 from dsrl_real.rewards.simulated_human import progress_score
 from dsrl_real.rollout import EVAL_SEED, scripted_expert, wilson_interval
+from dsrl_real.rollout.record import record_episode
 from dsrl_real.sim.expert import ScriptedExpert
 from dsrl_real.tasks import TaskStatus
-from dsrl_real.train.trainer import LEARNER_THREAD, DSRLTrainer
+from dsrl_real.train.learner import Learner
+from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
 FAST = ["cameras=[]", EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
@@ -373,18 +374,16 @@ class HeldScore:
 
 
 def test_an_emergency_stop_during_the_reset_absorbs_the_last_episode_once(tmp_path):
-    from dsrl_real.ros.node import wait_for_learner
-
     out = tmp_path / "run"
     backend = HeldScore()
     cfg = load_config(overrides=[*FAST, f"train.out_dir={out}", "train.env_steps=1000", "train.eval_episodes=0",
                                  "reward.scoring=background", "train.record=false"])
     trainer = DSRLTrainer(cfg, reward_backend=backend)
-    reset, learners = trainer.env.reset, []
+    reset, busy = trainer.env.reset, []
 
     def reset_then_stop(**kwargs):
         if trainer.episodes == 1:  # the learner is waiting for episode 1's score
-            learners.extend(t for t in threading.enumerate() if t.name == LEARNER_THREAD and t.is_alive())
+            busy.append(not trainer.learner.join(0))
             backend.release.set()
             raise EmergencyStop("stop pressed")
         return reset(**kwargs)
@@ -393,8 +392,7 @@ def test_an_emergency_stop_during_the_reset_absorbs_the_last_episode_once(tmp_pa
     with pytest.raises(EmergencyStop):
         trainer.run()
     trainer.close()
-    assert len(learners) == 1 and not learners[0].is_alive()
-    wait_for_learner(1)  # the node finds the learner by its name (none left)
+    assert busy == [True] and trainer.learner.join(0)  # busy during the reset, done once the stop came through
     assert trainer.buffer.num_episodes_started == 1 and len(trainer.buffer) == 3
     assert json.loads((out / "checkpoints" / "episode_000001" / "counters.json").read_text())["episodes"] == 1
     assert [m["episode"] for m in read_jsonl(out / "metrics.jsonl") if m["kind"] == "episode"] == [1]
@@ -436,19 +434,21 @@ def test_an_emergency_stop_key_is_the_last_recorded_step_of_a_partial_episode(tm
     assert rows["noise"].notna().tolist() == [True, False, False, False]
 
 
-def test_the_node_waits_for_the_learner_thread_by_its_name():
-    from dsrl_real.ros.node import wait_for_learner
-
-    release, order = threading.Event(), []
-    learner = threading.Thread(target=lambda: (release.wait(30), order.append("learner done")), name=LEARNER_THREAD)
-    learner.start()
-    waiter = threading.Thread(target=lambda: (wait_for_learner(30), order.append("saved")))
-    waiter.start()
-    waiter.join(0.3)
-    assert waiter.is_alive() and order == []
+def test_the_learner_is_one_thread_for_the_whole_run_and_join_waits_for_its_cycle():
+    learner, release, order = Learner(), threading.Event(), []
+    learner.submit(lambda: (release.wait(30), order.append("first")))
+    assert not learner.join(0)  # busy
+    with pytest.raises(RuntimeError, match="still busy"):
+        learner.submit(lambda: None)
     release.set()
-    waiter.join(30)
-    assert order == ["learner done", "saved"]
+    assert learner.join(30) and order == ["first"]
+    thread = learner._thread
+    learner.submit(lambda: order.append("second") or 7)
+    assert learner.join(30) and learner.result().value == 7 and learner._thread is thread  # the same worker
+    learner.submit(lambda: 1 / 0)
+    assert learner.join(30) and isinstance(learner.result().error, ZeroDivisionError)  # surfaced by the trainer
+    learner.stop()
+    assert not thread.is_alive() and order == ["first", "second"]
 
 
 def test_seeding_refuses_a_run_recorded_with_other_cameras(oracle_run, tmp_path):

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from ..envs.make import make_sim_env
-from ..recording.loop import record_episode
 from ..recording.writer import RunRecorder
 from ..rollout import random_policy, run_episode
+from ..rollout.record import record_episode
 
 CAMERAS = ("third_person", "wrist")
 

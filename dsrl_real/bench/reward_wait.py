@@ -11,7 +11,8 @@ from ..envs.make import build_env
 from ..rewards.registry import build_reward_backend
 from ..rewards.scoring import RewardRuntime
 from ..sim.expert import ScriptedExpert
-from ..train.trainer import FeatureFn, run_chunk_episode
+from ..train.episode import run_chunk_episode
+from ..train.features import FeatureFn
 
 
 class _SlowBackend:

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..data.demos import collect_demos
 from ..envs.make import build_env, safety_limits
 from ..envs.safety import action_bounds
 from ..recording import load_episodes
-from ..rollout import EVAL_SEED, ChunkController, evaluate, gaussian_noise, success_summary
+from ..rollout import EVAL_SEED, ChunkPlayback, evaluate, gaussian_noise, success_summary
+from ..rollout.demos import collect_demos
 from .diffusion import DiffusionPolicy
 from .pretrain import Pretrainer
 
@@ -33,5 +33,5 @@ def pretrain_from_demos(cfg: Config, work_dir: Path, progress=None) -> tuple[Dif
 def base_success(cfg: Config, policy, episodes: int, seed: int = EVAL_SEED) -> dict:
     """Success of the base policy with w ~ N(0, I), with a 95% Wilson interval."""
     env = build_env(cfg)
-    results = evaluate(env, ChunkController(policy, gaussian_noise(policy.noise_shape, seed=seed)), episodes, seed=seed)
+    results = evaluate(env, ChunkPlayback(policy, gaussian_noise(policy.noise_shape, seed=seed)), episodes, seed=seed)
     return success_summary(sum(r.success for r in results), episodes)

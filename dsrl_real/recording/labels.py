@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..rewards.base import EpisodeClip, RewardBackend
+from ..rewards.scoring import HUMAN_BACKENDS, ScoredEpisode
 from .layout import jsonable
+
+HUMAN_LABEL = "human"
 
 
 def score_label(score: Any) -> dict[str, Any]:
@@ -33,3 +36,21 @@ def shadow_labels(backends: Iterable[RewardBackend], clip: EpisodeClip) -> dict[
             labels[backend.name] = {"score": None, "success": None, "reward": None, "valid": False,
                                     "error": f"{type(err).__name__}: {err}"}
     return labels
+
+
+def label_name(backend: RewardBackend) -> str:
+    """The key of a backend's label in the recording: "human" for the human oracle (keyboard or simulated)."""
+    return HUMAN_LABEL if backend.name in HUMAN_BACKENDS else backend.name
+
+
+def episode_label(scored: ScoredEpisode) -> dict[str, Any]:
+    """The primary backend's label of an episode; with dense rewards also its progress per frame,
+    so that a later run can re-shape the episode's rewards (train.seed_runs)."""
+    label = score_label(scored.score)
+    if scored.progress is not None:
+        label["progress"] = [float(p) for p in scored.progress]
+    return label
+
+
+def invalid_label(err: BaseException) -> dict[str, Any]:
+    return {"score": None, "success": None, "reward": None, "valid": False, "error": f"{type(err).__name__}: {err}"}

@@ -40,11 +40,7 @@ MODES = ("train", "eval", "human_oracle")
 PARAMETERS: dict[str, Any] = {"config": "", "mode": "train", "reward_backend": "", "resume": False, "use_sim": False,
                               "overrides": ()}
 ESTOP_TOPIC = "~/emergency_stop"
-# The trainer learns in a thread it starts per episode, named "dsrl-learner" (train.LEARNER_THREAD);
-# a thread left with Python's default name "Thread-N (<target>)" is recognised by its target.
-LEARNER_THREAD = "dsrl-learner"
-LEARNER_TARGETS = ("_absorb_learn_checkpoint", "_learn_and_checkpoint")
-LEARNER_JOIN_S = 120.0
+LEARNER_JOIN_S = 120.0  # how long a stop's checkpoint waits for the trainer's learner to finish its cycle
 
 
 @dataclass(frozen=True)
@@ -212,12 +208,12 @@ def _shielded(log):
         yield
 
 
-def wait_for_learner(timeout_s: float = LEARNER_JOIN_S) -> None:
-    """Let the trainer's learner thread (gradient steps, checkpoint) finish before saving another checkpoint."""
-    for thread in threading.enumerate():
-        named = thread.name == LEARNER_THREAD or thread.name.endswith(tuple(f"({t})" for t in LEARNER_TARGETS))
-        if named and thread is not threading.current_thread():
-            thread.join(timeout_s)
+def wait_for_learner(trainer, timeout_s: float = LEARNER_JOIN_S) -> None:
+    """Let the trainer's learner (train/learner.py: gradient steps, checkpoint) finish its cycle before
+    saving another checkpoint; a trainer without one has nothing to wait for."""
+    learner = getattr(trainer, "learner", None)
+    if learner is not None:
+        learner.join(timeout_s)
 
 
 class NodeRun:
@@ -348,7 +344,7 @@ class NodeRun:
         return code
 
     def _save_checkpoint(self, trainer) -> str:
-        wait_for_learner()
+        wait_for_learner(trainer)
         if not trainer.episodes:
             return "no episode had finished, so there was no checkpoint to save"
         try:

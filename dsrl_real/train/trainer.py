@@ -1,14 +1,12 @@
 """DSRL fine-tuning: warm start with the base policy, then collect -> update, with evaluation,
 checkpoints and exact resume.
 
-One agent decision is one *chunk step*: the agent picks the sampler's noise w (H x A), the frozen
-base policy denoises it once into an action chunk, and the robot executes the chunk (stopping early
-if the episode ends). During the episode the reward side (rewards/scoring.py) scores prefixes on
+One agent decision is one *chunk step* (episode.py). During the episode the reward side (rewards/scoring.py) scores prefixes on
 its own worker thread and may end the episode on detected success, a stage out of steps or a
 human's key; the loop never waits for a model. The finished episode's whole-episode score runs on
-that worker while the scene is reset; meanwhile the learner thread waits for it, puts the episode
-in the buffer (rewards shaped by reward.form), then runs its gradient steps (JAX releases the GIL).
-The next episode starts only when they are done, so with simulator truth (scored inline) the run is
+that worker while the scene is reset; meanwhile the learner (learner.py) waits for it, puts the
+episode in the buffer (rewards shaped by reward.form), then runs its gradient steps (JAX releases
+the GIL). The next episode starts only when they are done, so with simulator truth (scored inline) the run is
 a deterministic function of its seed.
 
 The run folder (train.out_dir) has one writer: the trainer holds its lock (runlock.py) while it
@@ -19,7 +17,7 @@ carries the record, so a crash or a full disk anywhere neither loses nor repeats
 
 Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
 backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
-recorded runs into the replay buffer first: see train_recording.py.
+recorded runs into the replay buffer first: see recording/run.py, shadows.py and seeding.py.
 """
 
 from __future__ import annotations
@@ -28,10 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,174 +37,35 @@ from ..analysis.metrics import MetricsLogger, plot_learning_curve
 from ..config import Config, ConfigError
 from ..data.replay import ReplayBuffer
 from ..envs.make import build_env
-from ..envs.robot_env import RobotEnv, image_key
+from ..envs.robot_env import RobotEnv
 from ..envs.safety import EmergencyStop
 from ..policies import BasePolicy, load_base_policy
+from ..policies.action_space import ActionSpacePolicy
 from ..policies.checkpoint import CheckpointError, check_fits
 from ..recording import EpisodeRecording, RunRecorder
-from ..recording.run import RunRecording, ShadowScorers, StepRows, episode_label, label_name, run_meta, seed_transitions
+from ..recording.labels import episode_label, label_name
+from ..recording.run import RunRecording, run_meta
+from ..recording.seeding import seed_transitions
+from ..recording.shadows import ShadowScorers
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
-from ..rewards.scoring import EpisodeMonitor, RewardRuntime, ScoredEpisode
+from ..rewards.scoring import RewardRuntime, ScoredEpisode
 from ..rollout import EVAL_SEED, success_summary
 from ..runlock import RunLock
 from ..storage import write_atomic
 from . import checkpoints
 from .checkpoints import LATEST
+from .episode import ChunkEpisode, run_chunk_episode
+from .features import FeatureFn
+from .learner import Learner
 
 log = logging.getLogger("dsrl_real.train.trainer")
-LEARNER_THREAD = "dsrl-learner"  # ros/node.py waits for it by this name before its own checkpoint
-
-
-# ---- observation features for the agent ------------------------------------------------------------
-class FeatureFn:
-    """Agent features: the float vector observations, plus the base policy's frozen embedding
-    (policy_embedding) or, with agent.features=observation and cameras, the camera frames that the
-    agent's own image encoder reads (`image_keys`: `image_keys` given, else every uint8 image key)."""
-
-    def __init__(self, policy: BasePolicy, env: RobotEnv, mode: str, image_keys: list[str] | tuple[str, ...] = ()):
-        if mode not in ("policy_embedding", "observation"):
-            raise ConfigError(f"Unknown agent.features '{mode}'; choose policy_embedding or observation.")
-        spaces = env.observation_space.spaces
-        self.vector_keys = [k for k, s in spaces.items() if s.dtype == np.float32]
-        cameras = [k for k, s in spaces.items() if s.dtype == np.uint8 and len(s.shape) == 3]
-        self.image_keys: list[str] = []
-        if mode == "observation":
-            unknown = [k for k in image_keys if k not in cameras]
-            if unknown:
-                raise ConfigError(f"agent.encoder_image_keys {unknown} are not camera observations; use some of: {', '.join(cameras)}.")
-            self.image_keys = list(image_keys) or cameras
-            other = [k for k in spaces if k not in self.vector_keys and k not in cameras]
-            if other:
-                raise ConfigError(f"agent.features=observation reads float vectors and uint8 camera frames; {other} are neither.")
-        self.policy, self.use_embedding = policy, mode == "policy_embedding"
-
-    def __call__(self, obs_batch: dict[str, np.ndarray]) -> np.ndarray:
-        parts = [np.asarray(obs_batch[k], np.float32) for k in self.vector_keys]
-        if self.use_embedding:
-            parts.append(np.asarray(self.policy.embed(obs_batch), np.float32))
-        return np.concatenate(parts, axis=-1)
-
-    def agent_input(self, features: np.ndarray, obs_batch: dict[str, np.ndarray]):
-        """What `choose_noise` gets for one observation: the feature vector, or with the agent's own
-        encoder {"features": vector, "images": {key: uint8 frame}} (`DSRLAgent.act` takes either)."""
-        if not self.image_keys:
-            return features
-        return {"features": features, "images": {k: obs_batch[k][0] for k in self.image_keys}}
-
-
-class ActionSpacePolicy:
-    """The plain-SAC baseline as a 'base policy': the latent in [-1, 1]^A *is* the (rescaled) action."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray):
-        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
-        self.chunk_size, self.action_dim = 1, len(self.low)
-
-    @property
-    def noise_shape(self) -> tuple[int, int]:
-        return (1, self.action_dim)
-
-    def sample(self, obs, noise) -> np.ndarray:
-        return self.low + (np.clip(np.asarray(noise, np.float32), -1, 1) + 1) / 2 * (self.high - self.low)
-
-    def embed(self, obs) -> np.ndarray:
-        return np.zeros((len(next(iter(obs.values()))), 0), np.float32)
-
-
-# ---- one episode of chunk steps --------------------------------------------------------------------
-@dataclass
-class ChunkEpisode:
-    observations: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    features: list[np.ndarray] = field(default_factory=list)
-    noise: list[np.ndarray] = field(default_factory=list)
-    chunks: list[np.ndarray] = field(default_factory=list)
-    env_rewards: list[float] = field(default_factory=list)
-    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)  # every step, for reward models and videos
-    truth: list = field(default_factory=list)
-    step_frames: list[int] = field(default_factory=lambda: [0])  # the frame each chunk step began at, then the last frame
-    terminated: bool = False
-    truncated: bool = False
-    success: bool = False  # the simulator's truth when it has one, else the detector's or the human's call
-    detected_success: bool = False
-    end_reason: str = ""  # success | time_limit | stage_time_limit | human_success | human_failure
-    stage_starts: list[int] = field(default_factory=lambda: [0])  # the frame each reached stage began at
-    reward_wait_s: float = 0.0  # time the control loop spent on the reward side
-    env_steps: int = 0
-    safety_counts: dict = field(default_factory=dict)  # the env's safety counters at the end
-
-    def add_observation(self, obs: dict[str, np.ndarray], features: np.ndarray) -> None:
-        for k, v in obs.items():
-            self.observations.setdefault(k, []).append(np.asarray(v))
-        self.features.append(features)
-
-
-def run_chunk_episode(env: RobotEnv, policy: BasePolicy, features: FeatureFn, choose_noise: Callable[[np.ndarray], np.ndarray],
-                      obs: dict[str, np.ndarray], info: dict, monitor: EpisodeMonitor | None = None,
-                      recording: EpisodeRecording | None = None) -> ChunkEpisode:
-    """Play one episode from an already reset env; `choose_noise(features) -> (H, A)`. A `monitor`
-    (the reward side) may end it after any env step: detected success, a stage out of steps, a key.
-    With a `recording`, every env step becomes a row and every frame goes to the videos as it happens."""
-    cameras = [cam.name for cam in env.cameras]
-    ep = ChunkEpisode(frames={c: [obs[image_key(c)]] for c in cameras})
-    if "task_status" in info:
-        ep.truth.append(info["task_status"])
-    if monitor is not None:
-        monitor.begin(ep.frames, ep.truth)
-    rows = StepRows(recording, env, monitor) if recording is not None else None
-    if rows is not None:
-        rows.frames(obs)
-    batch = {k: v[None] for k, v in obs.items()}
-    ep.add_observation(obs, features(batch)[0])
-    try:
-        while not (ep.terminated or ep.truncated):
-            start = time.perf_counter()
-            w = np.asarray(choose_noise(features.agent_input(ep.features[-1], batch)), np.float32)
-            chunk = policy.sample(batch, w[None])[0]  # denoised once, executed as is
-            chunk_columns = {"noise": w, "chunk": np.asarray(chunk, np.float32), "act_time_s": time.perf_counter() - start}
-            reward = 0.0
-            for action in chunk:
-                seen, seen_info, start = obs, info, time.perf_counter()
-                obs, r, ep.terminated, ep.truncated, info = env.step(action)
-                step_time_s = time.perf_counter() - start
-                reward += r
-                ep.env_steps += 1
-                for c in cameras:
-                    ep.frames[c].append(obs[image_key(c)])
-                if "task_status" in info:
-                    ep.truth.append(info["task_status"])
-                try:
-                    if monitor is not None and not (ep.terminated or ep.truncated):
-                        end = monitor.step(env, ep.env_steps, info)
-                        if end is not None:
-                            ep.terminated, ep.truncated, ep.end_reason = end.terminated, end.truncated, end.reason
-                finally:  # the step is recorded even when the reward side stops the run (an emergency-stop key)
-                    if rows is not None:
-                        rows.step(seen, seen_info, action, r, info, step_time_s, **chunk_columns)
-                        rows.frames(obs)
-                chunk_columns = {}  # noise and chunk on the chunk's first row only
-                if ep.terminated or ep.truncated:
-                    break
-            ep.step_frames.append(ep.env_steps)
-            ep.noise.append(w)
-            ep.chunks.append(np.asarray(chunk, np.float32))
-            ep.env_rewards.append(reward)
-            batch = {k: v[None] for k, v in obs.items()}
-            ep.add_observation(obs, features(batch)[0])
-    finally:
-        if monitor is not None:
-            ep.stage_starts = monitor.finish()
-            ep.detected_success, ep.reward_wait_s = monitor.detected_success, monitor.wait_s
-    if rows is not None:
-        rows.final(obs, info)
-    ep.safety_counts = dict(info.get("safety_counts", {}))
-    ep.end_reason = ep.end_reason or ("success" if ep.terminated else "time_limit")
-    ep.success = bool(info["success"]) if "success" in info else ep.detected_success
-    return ep
 
 
 @dataclass
-class FinishedEpisode:
-    """An episode whose whole-episode score is still being computed."""
+class PendingEpisode:
+    """The episode that just finished, its whole-episode score on the way; the learner's next cycle
+    puts it in the replay buffer."""
 
     ep: ChunkEpisode
     scored: Any  # Future[ScoredEpisode]
@@ -217,7 +73,6 @@ class FinishedEpisode:
     index: int  # episodes so far, this one included
     env_steps: int  # env steps so far, this episode included
     record: int | None = None  # its index in the recording
-    stored: bool = False  # in the replay buffer (set by the learner)
 
 
 # ---- the trainer ---------------------------------------------------------------------------------
@@ -258,7 +113,8 @@ class DSRLTrainer:
             raise
         self.recorder: RunRecorder | None = None  # the run folder's recorder while run() or evaluate() records
         self._recording: RunRecording | None = None
-        self._learner: threading.Thread | None = None
+        self.learner = Learner()  # absorbs each finished episode, learns and checkpoints, beside the next reset
+        self._pending: PendingEpisode | None = None  # finished, not yet in the replay buffer
         if self.rewards.ends_episodes:
             self.env.terminate_on_success = False  # the detector (or the human) decides, as it must on hardware
         self.sample_rng = np.random.default_rng([cfg.run.seed, 1])
@@ -524,24 +380,22 @@ class DSRLTrainer:
         if resume:
             self.logger.ensure_logged(self._restored_records)
         task = progress.add_task(f"{self.label}", total=cfg.env_steps, completed=self.env_steps) if progress else None
-        finished: FinishedEpisode | None = None  # the latest episode, its score on the way; None right after a (re)start
+        self._pending = None  # (re)started: nothing waits for the buffer
         try:
             if self.episodes == 0 and self.env_steps == 0 and not resume:
                 self.seed_buffer()
                 self._log_eval()  # the base policy's success before any fine-tuning
             while self.env_steps < cfg.env_steps:
-                learner_out: dict[str, Any] = {}
-                self._learner = threading.Thread(target=self._absorb_learn_checkpoint, args=(finished, learner_out),
-                                                 name=LEARNER_THREAD)
-                self._learner.start()  # waits for the last episode's score, stores it and learns, while the scene resets
+                self.learner.submit(self._learn_cycle)  # waits for the last episode's score, stores it and learns, while the scene resets
                 try:
                     obs, info = self.env.reset(seed=self.cfg.run.seed + self.episodes)
                 finally:  # even when the reset fails (an emergency stop), the learner finishes first
-                    self._join_learner()
-                    if "error" not in learner_out:
-                        finished = self._settle(finished, learner_out)
-                if "error" in learner_out:
-                    raise learner_out["error"]
+                    self.learner.join()
+                    cycle = self.learner.result()
+                    if cycle.error is None:
+                        self._settle(cycle.value)
+                if cycle.error is not None:
+                    raise cycle.error
                 warm = self.episodes < cfg.warm_start_episodes
                 with self._recorded("warm_start" if warm else "train", self.cfg.run.seed + self.episodes) as recording:
                     ep = run_chunk_episode(self.env, self.policy, self.features, self._warm_noise if warm else self._actor_noise,
@@ -551,8 +405,8 @@ class DSRLTrainer:
                 scored = self._score(ep)  # a human answers its prompt here; a Ctrl-C meanwhile leaves the counters as they were
                 self.episodes += 1
                 self.env_steps += ep.env_steps
-                finished = FinishedEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index)
-                self._ask_labels(index, ep, finished.scored)
+                self._pending = PendingEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index)
+                self._ask_labels(index, ep, scored)
                 if cfg.video_every_episodes and self.episodes % cfg.video_every_episodes == 0 and ep.frames:
                     name = next(iter(ep.frames))
                     self.logger.video(f"train_{name}", self.env_steps, np.stack(ep.frames[name]), self.env.control_hz)
@@ -562,59 +416,50 @@ class DSRLTrainer:
                         self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps))
-            self._finish_episode(finished)
-            finished = None
+            self._finish_episodes()
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
             return {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,
                     "final_success_rate": final["success_rate"], "final_ci95": final["ci95"]}
         except (EmergencyStop, KeyboardInterrupt):
-            self._join_learner()  # a Ctrl-C may have cut the join above short
-            self._finish_episode(finished)  # everything finished before the stop is kept, once
+            self.learner.join()  # a Ctrl-C may have cut the join above short
+            self._finish_episodes()  # everything finished before the stop is kept, once
             raise
         finally:
+            self.learner.stop()
             self.logger.close()
 
-    def _join_learner(self) -> None:
-        if self._learner is not None:
-            self._learner.join()
-            self._learner = None
-
-    def _finish_episode(self, finished: FinishedEpisode | None) -> None:
+    def _finish_episodes(self) -> None:
         """Absorb the last episode (unless the learner already did), do its gradient work and write a
         checkpoint (end of a run, or a stop)."""
-        out: dict[str, Any] = {}
-        self._absorb_learn_checkpoint(None if finished is None or finished.stored else finished, out, force=True)
-        if "error" in out:
-            raise out["error"]
-        self._settle(finished, out)
+        self._settle(self._learn_cycle(force=True))
 
-    def _absorb_learn_checkpoint(self, finished: FinishedEpisode | None, out: dict, force: bool = False) -> None:
-        """The learner's part of a cycle: the finished episode enters the buffer once its score is in,
+    def _learn_cycle(self, force: bool = False) -> dict[str, Any]:
+        """The learner's part of a cycle: the pending episode enters the buffer once its score is in,
         then its gradient steps run, then the checkpoint, which also holds the episode's metrics
-        record (out["record"]; out["safe"]: the records the checkpoint holds). Runs beside the scene reset."""
-        try:
-            if finished is not None:
-                cfg = self.cfg.train
-                scored = finished.scored.result()
-                self._store(finished.ep, scored)
-                finished.stored = True
-                n = finished.index
-                updates = 0 if n < cfg.warm_start_episodes else (
-                    len(self.buffer) if n == cfg.warm_start_episodes else len(finished.ep.chunks)) * cfg.updates_per_chunk
-                if updates:
-                    out["metrics"] = self._learn(updates)
-                out["record"] = self._episode_record(finished, scored, out.get("metrics", {}))
-            every = self.cfg.train.checkpoint_every_episodes
-            if self.episodes and (force or (every and self.episodes % every == 0)):
-                records = self._unlogged + ([out["record"]] if "record" in out else [])
-                self._save_checkpoint(records)
-                out["safe"] = records
-        except BaseException as err:  # surfaced in the main thread
-            out["error"] = err
+        record (["record"]; ["safe"]: the records the checkpoint holds). Runs beside the scene reset."""
+        out: dict[str, Any] = {}
+        finished = self._pending
+        if finished is not None:
+            cfg = self.cfg.train
+            scored = finished.scored.result()
+            self._store(finished.ep, scored)
+            self._pending = None
+            n = finished.index
+            updates = 0 if n < cfg.warm_start_episodes else (
+                len(self.buffer) if n == cfg.warm_start_episodes else len(finished.ep.chunks)) * cfg.updates_per_chunk
+            if updates:
+                out["metrics"] = self._learn(updates)
+            out["record"] = self._episode_record(finished, scored, out.get("metrics", {}))
+        every = self.cfg.train.checkpoint_every_episodes
+        if self.episodes and (force or (every and self.episodes % every == 0)):
+            records = self._unlogged + ([out["record"]] if "record" in out else [])
+            self._save_checkpoint(records)
+            out["safe"] = records
+        return out
 
-    def _episode_record(self, finished: FinishedEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
+    def _episode_record(self, finished: PendingEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
         ep = finished.ep
         record = {} if finished.record is None else {"record": finished.record}
         return MetricsLogger.record("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
@@ -624,18 +469,16 @@ class DSRLTrainer:
                                     detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
                                     reward_wait_s=round(ep.reward_wait_s, 4), **record, **metrics)
 
-    def _settle(self, finished: FinishedEpisode | None, out: dict) -> FinishedEpisode | None:
+    def _settle(self, out: dict) -> None:
         """After a learner cycle that succeeded: log the records its checkpoint made safe, or keep the
         episode's record until the checkpoint that will hold it. An episode is in metrics.jsonl only
-        once a checkpoint holds it, so a resume never logs it twice. Returns `finished` while it
-        still waits for the learner."""
+        once a checkpoint holds it, so a resume never logs it twice."""
         if "safe" in out:
             for record in out["safe"]:
                 self.logger.write(record)
             self._unlogged = []
         elif "record" in out:
             self._log_later(out["record"])
-        return None if finished is None or finished.stored else finished
 
     def _log_later(self, record: dict) -> None:
         """Log `record` with the next checkpoint (at once when checkpoints are only written at the end)."""
@@ -649,6 +492,7 @@ class DSRLTrainer:
         (queued scoring finishes first), the robot and the cameras."""
         with contextlib.ExitStack() as stack:
             stack.callback(self.env.close)
+            stack.callback(self.learner.stop)
             stack.callback(self.shadows.close)
             stack.callback(self.rewards.close)
             self._close_recording()

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config, ConfigError
+from ..data.episodes import save_episode
 from ..envs.make import build_env
-from ..rollout import run_episode, scripted_expert
-from .episodes import save_episode
+from ..recording import RunRecorder
+from .hooks import Transitions
+from .loop import run_episode
+from .policies import scripted_expert
+from .record import record_episode
 
 DEMO_FORMATS = ("npz", "lerobot")
 
@@ -22,8 +26,6 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     task = progress.add_task("collecting demos", total=cfg.demos.episodes) if progress else None
     recorder = None
     if cfg.demos.format == "lerobot":
-        from ..recording import RunRecorder
-
         recorder = RunRecorder(cfg.demos.out_dir, [cam.name for cam in env.cameras], env.control_hz,
                                {"robot_type": cfg.robot.robot_model, "task": env.task.name, "source": "scripted_expert",
                                 "expert_noise": cfg.demos.expert_noise, "successful_only": cfg.demos.successful_only})
@@ -31,15 +33,13 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     try:
         while len(paths) < cfg.demos.episodes:
             if recorder is not None:
-                from ..recording.loop import record_episode
-
                 record = record_episode(env, act, recorder, kind="demo", seed=seed)  # failed attempts are kept too
                 success, path = record["success"], recorder.layout.data_path(record["episode_index"])
             else:
-                result = run_episode(env, act, seed=seed, record=True)
-                success, path = result.success, None
+                transitions = Transitions()
+                success, path = run_episode(env, act, seed=seed, hooks=[transitions]).success, None
                 if success or not cfg.demos.successful_only:
-                    path = save_episode(cfg.demos.out_dir, result.episode)
+                    path = save_episode(cfg.demos.out_dir, transitions.episode)
             seed += 1
             if success or not cfg.demos.successful_only:
                 paths.append(path)

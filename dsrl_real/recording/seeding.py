@@ -1,0 +1,77 @@
+"""Seeding (train.seed_runs): the complete episodes of earlier recorded runs as replay-buffer
+episodes, regrouped into chunk steps with their recorded noise (none: the transitions are masked
+for SAC, usable by DSRL-NA) and rewards re-shaped by reward.form from the recorded label of the
+current primary backend, or, without one, the recorded per-step rewards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError
+from ..rewards.base import EpisodeScore
+from ..rewards.shaping import progress_deltas, shape_rewards
+from .layout import RecordingError
+from .reader import RecordedRun
+
+
+def _chunk_starts(steps: int, noise: np.ndarray | None, chunk_size: int) -> list[int]:
+    """Where chunk steps begin, as `RecordedEpisode.chunk_steps` groups them: at every row with noise,
+    else every `chunk_size` rows."""
+    if noise is not None and steps > 0 and not np.isnan(noise[0]).all():
+        return [t for t in range(steps) if not np.isnan(noise[t]).all()]
+    return list(range(0, steps, chunk_size))
+
+
+def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
+                     label: str, form: str) -> Iterator[dict[str, Any]]:
+    """The complete episodes of a recorded run as `ReplayBuffer.add_episode` arguments (without the
+    features): observations at every chunk step and the final one, noise (None when not recorded),
+    chunks, rewards, terminated, truncated."""
+    where = f"train.seed_runs entry '{run_dir}'"
+    try:
+        run = RecordedRun(run_dir)
+    except RecordingError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    spaces = observation_space.spaces
+    cameras = [k[:-len("_image")] for k, s in spaces.items() if s.dtype == np.uint8 and len(s.shape) == 3]
+    missing = [c for c in cameras if c not in run.cameras]
+    if missing:
+        raise ConfigError(f"{where} recorded the cameras {run.cameras}, not {missing}; seed from a run with this run's cameras.")
+    for episode in run.episodes(images=bool(cameras)):
+        if not len(episode):
+            continue
+        observations = {k: v for k, v in episode.observations.items() if k in spaces}
+        if sorted(observations) != sorted(spaces) or any(v.shape[1:] != spaces[k].shape for k, v in observations.items()):
+            got = {k: v.shape[1:] for k, v in episode.observations.items()}
+            want = {k: s.shape for k, s in spaces.items()}
+            raise ConfigError(f"{where} has observations {got}; this run's environment gives {want}. "
+                              "Seed from a run with the same observations.")
+        if len(observations[next(iter(observations))]) <= len(episode):
+            continue  # no final observation: a recording not made by an episode loop
+        episode.observations = observations
+        steps = episode.chunk_steps(chunk_shape[0])
+        noise, chunks = steps["noise"], steps["chunks"]
+        if noise is not None and noise.shape[1:] != tuple(noise_shape):
+            raise ConfigError(f"{where} recorded noise of shape {noise.shape[1:]}; this base policy's is {tuple(noise_shape)}. "
+                              "Seed from a run of a policy with the same chunk size.")
+        if chunks.shape[1:] != tuple(chunk_shape):
+            raise ConfigError(f"{where} recorded chunks of shape {chunks.shape[1:]}; this run's are {tuple(chunk_shape)}.")
+        starts = _chunk_starts(len(episode), episode.noise, chunk_shape[0])
+        yield {"observations": steps["observations"], "noise": noise, "chunks": chunks,
+               "rewards": seed_rewards(episode.labels.get(label), form, starts + [len(episode)], steps["rewards"]),
+               "terminated": steps["terminated"], "truncated": steps["truncated"]}
+
+
+def seed_rewards(label: dict | None, form: str, step_frames: list[int], recorded: np.ndarray) -> np.ndarray:
+    """One reward per chunk step: the label shaped by `form` (dense: from the label's per-frame
+    progress), else the recorded per-step rewards summed over each chunk step."""
+    if label is None or (form == "dense" and label.get("progress") is None):
+        return np.asarray(recorded, np.float32)
+    if form == "dense":
+        return progress_deltas(np.asarray(label["progress"], np.float32), step_frames)
+    score = EpisodeScore(reward=float(label.get("reward") or 0.0), success=bool(label.get("success")), score=label.get("score"))
+    return shape_rewards(form, score, len(step_frames) - 1)
