@@ -32,9 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import CameraConfig, Config, ConfigError, load_config
+from ..envs.make import build_env
+from ..envs.safety import EmergencyStop
 from ..errors import UserError
 from ..robots import ros_runtime as ros
 from ..robots.base import PoseTarget, RobotState
+from ..sim.render import VIEWS
+from ..tasks import SIM_TASKS
+from ..train.trainer import DSRLTrainer
 
 MODES = ("train", "eval", "human_oracle")
 PARAMETERS: dict[str, Any] = {"config": "", "mode": "train", "reward_backend": "", "resume": False, "use_sim": False,
@@ -82,9 +87,6 @@ def node_config(params: NodeParams) -> Config:
 
 def simulate(cfg: Config) -> None:
     """use_sim: the config's task on the simulated tabletop, with simulated cameras of the same names and sizes."""
-    from ..sim.render import VIEWS
-    from ..tasks import SIM_TASKS
-
     if cfg.task.name not in SIM_TASKS:
         raise ConfigError(f"use_sim runs the simulated tabletop, which has the tasks {', '.join(SIM_TASKS)}, but this "
                           f"config's task is '{cfg.task.name}'; set use_sim false or pick a config for one of those tasks.")
@@ -92,12 +94,6 @@ def simulate(cfg: Config) -> None:
     cfg.cameras = [CameraConfig(name=c.name, kind="sim", width=c.width, height=c.height,
                                 view=c.view if c.kind == "sim" else (c.name if c.name in VIEWS else "third_person"))
                    for c in cfg.cameras]
-
-
-def _emergency_stop_error():
-    from ..envs.safety import EmergencyStop
-
-    return EmergencyStop
 
 
 # Set by the node's Ctrl-C / SIGTERM handler. Its KeyboardInterrupt can be swallowed (raised inside a
@@ -127,7 +123,7 @@ class GuardedRobot:
         if _interrupt_requested.is_set():
             raise KeyboardInterrupt
         if self.halted is not None:
-            raise _emergency_stop_error()(self.halted)
+            raise EmergencyStop(self.halted)
 
     def reset(self) -> None:
         self._move(self.robot.reset)
@@ -167,14 +163,10 @@ class GuardedRobot:
 
 
 def _default_env_factory(cfg: Config):
-    from ..envs.make import build_env
-
     return build_env(cfg)
 
 
 def _default_trainer_factory(cfg: Config, env):
-    from ..train.trainer import DSRLTrainer
-
     return DSRLTrainer(cfg, env=env)
 
 
@@ -286,7 +278,7 @@ class NodeRun:
         except KeyboardInterrupt:
             return self._finish("Interrupted (Ctrl-C or SIGTERM)", 0, interrupted=True)
         except Exception as err:  # noqa: BLE001 - whatever ended the run, it ends safely and in one sentence
-            if isinstance(err, _emergency_stop_error()):
+            if isinstance(err, EmergencyStop):
                 return self._finish(f"Emergency stop ({err})", 0, interrupted=True)
             return self._finish(str(err).rstrip("."), 2 if isinstance(err, UserError) else 1, interrupted=True)
         return self._finish(summary, 0, interrupted=False)
