@@ -13,8 +13,8 @@ import jax.numpy as jnp
 
 from .losses import distillation_loss, q_action_td_loss
 from .model import Model
-from .optim import adam_step, polyak
-from .updates import actor_update, backup_candidates, critic_update, soft_td_target, temperature_update
+from .optim import adam_step
+from .updates import actor_update, backup_candidates, critic_update, end_of_step, soft_td_target, temperature_update
 
 QW_KEYS = ("qw", "opt_qw")  # Q^W and its optimiser, left out of a step's outputs when it does not distil
 SAMPLE_KEYS = ("actor", "rng", "encoder", "target_encoder", "aug_rng")  # what `na_sample` reads
@@ -73,13 +73,7 @@ def na_step(model: Model, state, batch, next_w, next_log_prob, next_actions, fre
     state, metrics, actor_info = actor_update(model, state, features, k_actor, state["qw"], hp)
     state, temperature_metrics = temperature_update(state, metrics["entropy"], hp)
 
-    state = {
-        **state,
-        "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
-        "rng": rng,
-        "step": state["step"] + 1,
-        **model.inputs.follow(state, hp["tau"], inputs.aug_rng),
-    }
+    state = end_of_step(model, state, rng, hp, inputs.aug_rng)
     metrics.update(temperature_metrics, critic_loss=loss, q_mean=jnp.mean(jnp.mean(q, 0)), target_q_mean=jnp.mean(y),
                    distill_loss=state["distill_loss"], noise_fraction=jnp.mean(batch["has_noise"]))
     info = {"td_target": y, "next_noise": next_w, "next_log_prob": next_log_prob, "next_q": next_q, "alpha": alpha,

@@ -12,8 +12,7 @@ import jax.numpy as jnp
 
 from .losses import critic_loss
 from .model import Model
-from .optim import polyak
-from .updates import actor_update, backup_candidates, critic_update, soft_td_target, temperature_update
+from .updates import actor_update, backup_candidates, critic_update, end_of_step, soft_td_target, temperature_update
 
 
 def sac_step(model: Model, state, batch, hp):
@@ -33,13 +32,7 @@ def sac_step(model: Model, state, batch, hp):
     state, metrics, actor_info = actor_update(model, state, features, k_actor, state["critic"], hp)
     state, temperature_metrics = temperature_update(state, metrics["entropy"], hp)
 
-    state = {
-        **state,
-        "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
-        "rng": rng,
-        "step": state["step"] + 1,
-        **model.inputs.follow(state, hp["tau"], inputs.aug_rng),
-    }
+    state = end_of_step(model, state, rng, hp, inputs.aug_rng)
     n = jnp.maximum(jnp.sum(mask), 1.0)
     metrics.update(temperature_metrics, critic_loss=loss, q_mean=jnp.sum(mask * jnp.mean(q, 0)) / n,
                    target_q_mean=jnp.sum(mask * y) / n, noise_fraction=jnp.mean(mask))

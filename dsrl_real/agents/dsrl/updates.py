@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from .distributions import tanh_gaussian_sample
 from .losses import actor_loss, backup_subset, td_target, temperature_loss
 from .model import Model
-from .optim import adam_step
+from .optim import adam_step, polyak
 
 
 def soft_td_target(batch, next_q, next_log_prob, alpha, hp):
@@ -72,3 +72,15 @@ def temperature_update(state, entropy, hp) -> tuple[dict, dict]:
     loss, grad = jax.value_and_grad(temperature_loss)(state["log_alpha"], entropy, hp["target_entropy"])
     log_alpha, opt_alpha = adam_step(grad, state["opt_alpha"], state["log_alpha"], hp["learning_rate"])
     return {**state, "log_alpha": log_alpha, "opt_alpha": opt_alpha}, {"temperature_loss": loss, "temperature": jnp.exp(log_alpha)}
+
+
+def end_of_step(model: Model, state, rng, hp, aug_rng) -> dict:
+    """Every update's last move: the target critic follows the critic (Polyak), the key and the
+    step counter advance, and the encoder's target (if any) follows its encoder."""
+    return {
+        **state,
+        "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
+        "rng": rng,
+        "step": state["step"] + 1,
+        **model.inputs.follow(state, hp["tau"], aug_rng),
+    }
