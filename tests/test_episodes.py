@@ -106,3 +106,16 @@ def test_a_corrupt_demo_is_one_sentence_naming_the_file(tmp_path):
     message = str(caught.value)
     assert isinstance(caught.value, UserError) and "\n" not in message
     assert message == f"The episode file '{bad}' is unreadable (BadZipFile); move it out of the folder or re-record it."
+
+
+@pytest.mark.parametrize("demo_format", ["npz", "lerobot"])
+def test_collect_demos_refuses_a_training_runs_folder_and_changes_nothing(tmp_path, demo_format):
+    (tmp_path / "checkpoints" / "episode_000002").mkdir(parents=True)
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "episode", "step": 8}\n')
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    cfg = load_config(overrides=["cameras=[]", f"demos.out_dir={tmp_path}", "demos.episodes=1", f"demos.format={demo_format}",
+                                 "task.max_steps=5"])
+    with pytest.raises(UserError, match=rf"^demos.out_dir '{tmp_path}' holds a training run \(checkpoints, metrics.jsonl\); "
+                                        r"demonstrations go into a folder of their own: choose another demos.out_dir\.$"):
+        collect_demos(cfg)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

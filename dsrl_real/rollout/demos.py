@@ -14,6 +14,7 @@ from .policies import scripted_expert
 from .record import record_episode
 
 DEMO_FORMATS = ("npz", "lerobot")
+TRAINING_RUN_FILES = ("LATEST", "checkpoints", "metrics.jsonl")  # what a trainer writes into train.out_dir (train/checkpoints.py)
 
 
 def collect_demos(cfg: Config, progress=None) -> list[Path]:
@@ -21,6 +22,10 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     the file of each kept demo (with `demos.format=lerobot`: its parquet table)."""
     if cfg.demos.format not in DEMO_FORMATS:
         raise ConfigError(f"Unknown demos.format '{cfg.demos.format}'; choose one of: {', '.join(DEMO_FORMATS)}.")
+    held = [name for name in TRAINING_RUN_FILES if (Path(cfg.demos.out_dir) / name).exists()]
+    if held:
+        raise ConfigError(f"demos.out_dir '{cfg.demos.out_dir}' holds a training run ({', '.join(held)}); demonstrations "
+                          "go into a folder of their own: choose another demos.out_dir.")
     env = build_env(cfg)
     act = scripted_expert(env, cfg.demos.expert_noise, seed=cfg.run.seed)
     task = progress.add_task("collecting demos", total=cfg.demos.episodes) if progress else None
