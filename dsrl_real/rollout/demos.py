@@ -8,13 +8,13 @@ from ..config import Config, ConfigError
 from ..data.episodes import save_episode
 from ..envs.make import build_env
 from ..recording import RunRecorder
+from ..run_folder import TRAINING_FILES, present
 from .hooks import Transitions
 from .loop import run_episode
 from .policies import scripted_expert
 from .record import record_episode
 
 DEMO_FORMATS = ("npz", "lerobot")
-TRAINING_RUN_FILES = ("LATEST", "checkpoints", "metrics.jsonl")  # what a trainer writes into train.out_dir (train/checkpoints.py)
 
 
 def collect_demos(cfg: Config, progress=None) -> list[Path]:
@@ -22,7 +22,7 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     the file of each kept demo (with `demos.format=lerobot`: its parquet table)."""
     if cfg.demos.format not in DEMO_FORMATS:
         raise ConfigError(f"Unknown demos.format '{cfg.demos.format}'; choose one of: {', '.join(DEMO_FORMATS)}.")
-    held = [name for name in TRAINING_RUN_FILES if (Path(cfg.demos.out_dir) / name).exists()]
+    held = present(cfg.demos.out_dir, TRAINING_FILES)  # its recording files are what a LeRobot demo folder holds too
     if held:
         raise ConfigError(f"demos.out_dir '{cfg.demos.out_dir}' holds a training run ({', '.join(held)}); demonstrations "
                           "go into a folder of their own: choose another demos.out_dir.")

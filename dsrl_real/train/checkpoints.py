@@ -24,16 +24,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..run_folder import CHECKPOINTS, LATEST, RUN_FILES, present
 from ..storage import fsync_dir, sha256_file, write_atomic
 
-CHECKPOINTS = "checkpoints"
-LATEST = "LATEST"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dsrl_real.run_checkpoint.v1"
 NAME = re.compile(r"episode_(\d{6,})")
 STAGING, PRUNING = ".staging-", ".pruning-"  # hidden names of folders on their way in or out
-# What a run leaves in its folder; a fresh run refuses a folder holding any of them.
-RUN_FILES = (LATEST, CHECKPOINTS, "metrics.jsonl", "meta", "data", "videos", "wandb", "wandb_id", "learning_curve.png")
 
 log = logging.getLogger("dsrl_real.train.trainer")
 _saving = threading.Lock()  # one save at a time in a process: a save removes the staging folders it finds
@@ -53,7 +50,7 @@ def listed(out_dir: Path) -> list[Path]:
 
 
 def earlier_run_files(out_dir: Path) -> list[str]:
-    return [name for name in RUN_FILES if (Path(out_dir) / name).exists()]
+    return present(out_dir, RUN_FILES)
 
 
 def problem(folder: Path) -> str | None:
