@@ -1,3 +1,5 @@
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -15,6 +17,30 @@ def test_registered_envs_pass_gymnasium_checker(env_id, cameras):
     check_env(env.unwrapped, skip_render_check=True)
     keys = set(env.observation_space.spaces)
     assert keys == {"proprio", "object_state"} | {f"{c}_image" for c in cameras}
+
+
+@pytest.mark.parametrize("render_mode", [None, "rgb_array"])
+@pytest.mark.parametrize("cameras", [(), ("third_person", "wrist")])
+def test_envs_pass_gymnasium_checker_with_its_render_checks(cameras, render_mode):
+    env = gym.make("dsrl_real/WidowXMonkey-v0", cameras=cameras, image_size=32, seed=3, render_mode=render_mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the checker reports most problems as warnings
+        check_env(env.unwrapped)  # with its render checks, which also make the env in the other render mode
+    env.reset(seed=0)
+    image = env.unwrapped.render()
+    if render_mode is None:
+        assert image is None
+    else:
+        assert image.dtype == np.uint8 and image.shape == (32, 32, 3)  # image_size, with cameras or without
+
+
+def test_a_state_only_env_renders_the_scene_without_adding_an_observation():
+    env = make_sim_env(cameras=(), image_size=(24, 40), seed=0, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    before = env.render()
+    assert set(obs) == {"proprio", "object_state"} and before.shape == (24, 40, 3) and before.dtype == np.uint8
+    env.step(np.array([0.05, 0.05, 0.05, 0, 0, 0, 1], np.float32))
+    assert not np.array_equal(before, env.render())  # the frame follows the arm
 
 
 def test_observations_have_documented_layout():

@@ -37,10 +37,14 @@ def safety_limits(cfg: Config) -> SafetyLimits:
         raise ConfigError(str(err)) from err
 
 
-def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str], str] | None = None) -> RobotEnv:
+def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str], str] | None = None,
+              render_size: tuple[int, int] | None = None) -> RobotEnv:
+    """The env of `cfg`. A simulated env without cameras renders (render_mode="rgb_array") a third-person
+    view of `render_size` (height, width; default a camera's default size) that is no observation."""
     task = task_spec(cfg)
     limits = safety_limits(cfg)
     kind = cfg.robot.kind
+    render_camera = None
     if kind == "sim":
         if task.name not in SIM_TASKS:
             raise ConfigError(f"robot.kind=sim runs only the simulated tasks {list(SIM_TASKS)}, not '{task.name}'.")
@@ -48,6 +52,10 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         robot = SimRobot(sim, cfg.robot.start_xyz, cfg.robot.start_rpy)
         scene = SimScene(sim)
         cameras = [_sim_camera(sim, c) for c in cfg.cameras]
+        if render_mode == "rgb_array" and not cameras:
+            default = CameraConfig(name="render")
+            height, width = render_size or (default.height, default.width)
+            render_camera = SimCamera(sim, "render", "third_person", width, height)
     elif kind in ("widowx", "franka"):
         if kind == "widowx":
             robot = WidowXRobot.connect(cfg.robot)
@@ -73,6 +81,7 @@ def build_env(cfg: Config, render_mode: str | None = None, prompt: Callable[[str
         object_state=cfg.env.object_state,
         render_mode=render_mode,
         max_frame_age_s=None if kind == "sim" else cfg.env.max_frame_age_s,
+        render_camera=render_camera,
     )
 
 
@@ -110,7 +119,7 @@ def make_sim_env(
     cfg.env.object_state, cfg.env.real_time = object_state, real_time
     cfg.run.seed = 0 if seed is None else seed
     cfg.cameras = [CameraConfig(name=view, view=view, width=width, height=height) for view in cameras]
-    env = build_env(cfg, render_mode=render_mode)
+    env = build_env(cfg, render_mode=render_mode, render_size=(height, width))
     if seed is not None:
         env.np_random, _ = gym.utils.seeding.np_random(seed)
     return env

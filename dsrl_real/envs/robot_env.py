@@ -45,10 +45,13 @@ class RobotEnv(gym.Env):
         object_state: bool = True,
         render_mode: str | None = None,
         max_frame_age_s: float | None = None,
+        render_camera: Camera | None = None,
     ):
+        """`render_camera`: what `render()` shows when the env has no camera of its own (in simulation,
+        a view of the scene that is not an observation)."""
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}.")
-        if render_mode == "rgb_array" and not cameras:
+        if render_mode == "rgb_array" and not cameras and render_camera is None:
             raise ValueError("render_mode='rgb_array' needs at least one camera to render from.")
         names = [cam.name for cam in cameras]
         if len(set(names)) != len(names):
@@ -60,6 +63,7 @@ class RobotEnv(gym.Env):
         self.rate = RateKeeper(control_hz) if real_time else None
         self.terminate_on_success = terminate_on_success
         self.render_mode = render_mode
+        self._render_camera = None if cameras else render_camera
         self.max_frame_age_s = max_frame_age_s  # None or 0: frames are not checked for age
         self.metadata = {**self.metadata, "render_fps": control_hz}
 
@@ -121,13 +125,19 @@ class RobotEnv(gym.Env):
         return obs, float(success), terminated, truncated, info
 
     def render(self):
-        if self.render_mode == "rgb_array" and self._last_obs is not None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._render_camera is not None:
+            return self._render_camera.read().image
+        if self._last_obs is not None:
             return self._last_obs[image_key(self.cameras[0].name)]
         return None
 
     def close(self):
         for cam in self.cameras:
             cam.close()
+        if self._render_camera is not None:
+            self._render_camera.close()
         self.robot.close()
 
     def hold(self) -> None:
