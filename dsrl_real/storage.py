@@ -1,7 +1,8 @@
 """Files that must never be half-written: write to a temporary file beside the target, flush it to
 disk, then rename it into place (atomic on POSIX), so a crash leaves the old file or the new one.
 The temporary file is removed on any failure: in a write, the flush, the fsync, the close or the
-rename (a full disk can surface at any of them).
+rename (a full disk can surface at any of them). Files get the mode a plain `open()` gives under
+the process umask (0644 under umask 022, so that lab-mates can read runs), not mkstemp's 0600.
 
 msgpack payloads saved on their own (a policy, `dsrl-real pretrain`'s output) can carry their own
 checksum (`write_checked_msgpack`), so that a flipped bit is refused instead of loaded.
@@ -13,7 +14,7 @@ import contextlib
 import errno
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +26,26 @@ from flax import serialization
 CHECKED_FORMAT = "dsrl_real.checked_msgpack.v1"  # {"format", "sha256", "content": the payload's msgpack bytes}
 
 
+def create_beside(directory: str | Path, prefix: str = "", suffix: str = ".tmp") -> tuple[int, str]:
+    """A new, empty file `prefix<random>suffix` in `directory`, opened for writing: (fd, path). Like
+    tempfile.mkstemp (never an existing file), but with mode 0666 less the umask, as open() gives."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "No unused temporary file name", os.path.join(directory, f"{prefix}*{suffix}"))
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
     """`with atomic_file(p) as f: f.write(...)`: p appears complete or not at all, and no temporary
     file stays behind whatever fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = create_beside(path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

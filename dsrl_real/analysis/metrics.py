@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..storage import atomic_file, write_atomic
+from ..storage import atomic_file, create_beside, write_atomic
 
 log = logging.getLogger("dsrl_real.analysis.metrics")
 
@@ -84,7 +83,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
     import imageio.v3 as iio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.mp4")
+    fd, tmp = create_beside(path.parent, prefix=path.stem, suffix=".tmp.mp4")
     os.close(fd)
     try:
         iio.imwrite(tmp, np.asarray(frames, np.uint8), fps=fps, plugin="pyav", codec="libx264")

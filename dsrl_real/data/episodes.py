@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RecordingError, UserError
-from ..storage import fsync_dir
+from ..storage import create_beside, fsync_dir
 
 EPISODE_FILE = re.compile(r"episode_(\d+)\.npz$")
 
@@ -80,7 +79,7 @@ def save_episode(directory: str | Path, episode: Episode) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"obs/{k}": v for k, v in episode.observations.items()}
     arrays.update(actions=episode.actions, rewards=episode.rewards, meta=np.array(json.dumps(episode.meta)))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".episode_", suffix=".tmp")
+    fd, tmp = create_beside(directory, prefix=".episode_", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:  # a full disk can surface at the write, the flush, the fsync or the close
             np.savez_compressed(f, **arrays)
