@@ -12,3 +12,8 @@ class UserError(Exception):
 # Here rather than in recording/: an unreadable `.npz` episode in data/ is one too, and data/ does not import recording/.
 class RecordingError(UserError, ValueError):
     """A recording problem the user can act on; the message says what to do."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional dependency that is not installed; the message names the pip extra that brings it.
+    An ImportError too, so code that treats a missing optional package as 'feature off' keeps doing so."""

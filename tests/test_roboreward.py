@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tiny_qwen import TOKENS_PER_IMAGE, build_tiny_qwen3vl, one_torch_thread, random_frames, script_answer
 
+from dsrl_real.errors import MissingExtraError
 from dsrl_real.rewards import hf_loading
 from dsrl_real.rewards.base import EPISODE_SCORE, SUCCESS, EpisodeClip, RewardBackend
 from dsrl_real.rewards.frames import camera_frames, subsample, subsample_indices
@@ -197,7 +198,7 @@ def test_backend_modules_import_without_torch():
 
 def test_missing_torch_is_one_sentence_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match=re.escape('pip install "dsrl_real[rewards]"')):
+    with pytest.raises(MissingExtraError, match=re.escape('need PyTorch, torchvision and transformers: pip install -e ".[rewards]".')):
         TransformersVideoQA("teetone/RoboReward-4B")
 
 

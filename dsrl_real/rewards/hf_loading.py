@@ -8,9 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import ConfigError
-from ..errors import UserError
+from ..errors import MissingExtraError, UserError
 
-INSTALL_HINT = 'pip install "dsrl_real[rewards]"'
+INSTALL_HINT = 'pip install -e ".[rewards]"'  # the default install has no torch
 _KEEP_ALIVE: list = []  # torch.library registrations made here live as long as the process
 
 
@@ -26,7 +26,7 @@ def import_torch() -> ModuleType:
     try:
         import torch
     except ImportError as exc:
-        raise ImportError(f"The learned reward backends need PyTorch, torchvision and transformers: {INSTALL_HINT}.") from exc
+        raise MissingExtraError(f"The learned reward backends need PyTorch, torchvision and transformers: {INSTALL_HINT}.") from exc
     return torch
 
 
@@ -37,7 +37,7 @@ def import_transformers() -> ModuleType:
     try:
         import transformers
     except ImportError as exc:
-        raise ImportError(f"The learned reward backends need transformers (>= 4.57, with Qwen3-VL): {INSTALL_HINT}.") from exc
+        raise MissingExtraError(f"The learned reward backends need transformers (>= 4.57, with Qwen3-VL): {INSTALL_HINT}.") from exc
     return transformers
 
 
@@ -47,7 +47,7 @@ def _import_torchvision(torch: ModuleType) -> None:
     try:
         import torchvision  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"The learned reward backends need torchvision for Qwen3-VL's video processor: {INSTALL_HINT}.") from exc
+        raise MissingExtraError(f"The learned reward backends need torchvision for Qwen3-VL's video processor: {INSTALL_HINT}.") from exc
     except RuntimeError as exc:
         # A CUDA torchvision wheel on a CPU-only torch build cannot load its compiled ops (libtorch_cuda is absent)
         # and then fails at import on its unguarded fake-kernel registration for torchvision::nms. transformers only
