@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import MissingExtraError, UserError
 from ..storage import atomic_file, create_beside, write_atomic
 
 log = logging.getLogger("dsrl_real.analysis.metrics")
+WANDB_HINT = 'pip install -e ".[wandb]"'  # wandb is an extra: the default install has none
 
 
 class MetricsError(UserError, ValueError):
@@ -129,8 +131,12 @@ class MetricsLogger:
         if wandb_mode != "disabled":
             try:
                 import wandb
-            except ImportError:
-                print("wandb is not installed; metrics go to metrics.jsonl only (pip install wandb to enable it).")
+            except ImportError as exc:
+                if wandb_mode == "online":  # asked for by name: a run that silently never uploads would be worse
+                    raise MissingExtraError(f'train.wandb=online needs wandb, which is not installed: {WANDB_HINT}, '
+                                            'or set train.wandb=offline or disabled.') from exc
+                print(f"wandb is not installed; metrics go to metrics.jsonl only ({WANDB_HINT} to keep a wandb run too).",
+                      file=sys.stderr)
             else:
                 self._wandb = wandb.init(project=project, mode=wandb_mode, dir=str(self.out_dir), config=config or {},
                                          resume="allow", id=self._run_id())
