@@ -55,6 +55,10 @@ def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_pa
     assert out["episodes"] == 2 and out["base_success_rate"] in (0.0, 0.5, 1.0)
     assert out["algorithm"] == "dsrl_sac" and out["env_steps"] >= 40 and out["fine_tuned_success_rate"] in (0.0, 0.5, 1.0)
     assert (Path(out["run_dir"]) / "dsrl" / "LATEST").is_file()  # the fine-tuned agent is checkpointed
+    # `report` takes the folder the demo prints, and reads the training run in it.
+    assert main(["report", out["run_dir"]]) == 0
+    report = _last_json(capsys)
+    assert report["json"] == str(Path(out["run_dir"]) / "dsrl" / "report.json") and report["success_rate"] is not None
     assert Path(out["policy"]).is_file()
     assert len(list((Path(out["run_dir"]) / "demos").glob("episode_*.npz"))) == 3
     # The pretrained policy drives the robot through `rollout --policy base`.

@@ -24,7 +24,12 @@ EPISODES = [
 
 @pytest.fixture
 def run_dir(tmp_path):
-    with RunRecorder(tmp_path, [], 5.0) as rec:
+    return record_run(tmp_path)
+
+
+def record_run(folder):
+    """A recorded training run of EPISODES with its metrics, in `folder`."""
+    with RunRecorder(folder, [], 5.0) as rec:
         for i, (kind, steps, unsafe, success, human, backend) in enumerate(EPISODES):
             ep = rec.begin_episode(kind, i, "pull the drawer out")
             for t in range(steps):
@@ -36,12 +41,12 @@ def run_dir(tmp_path):
         ep = rec.begin_episode("train", 99, "pull the drawer out")
         ep.add_step(action=np.zeros(7, np.float32), safety_intervened=True)
         ep.abort("KeyboardInterrupt")
-    logger = MetricsLogger(tmp_path, wandb_mode="disabled")
+    logger = MetricsLogger(folder, wandb_mode="disabled")
     logger.log("eval", 0, label="dsrl_sac", env_steps=0, success_rate=0.25, ci95=[0.1, 0.5], episodes=4)
     logger.log("episode", 9, episode=1, reward=0.0, success=False)
     logger.log("eval", 20, label="dsrl_sac", env_steps=20, success_rate=0.5, ci95=[0.2, 0.8], episodes=4)
     logger.log("final_eval", 27, label="dsrl_sac", env_steps=27, success_rate=0.75, ci95=[0.3, 0.95], episodes=4)
-    return tmp_path
+    return folder
 
 
 def test_report_summarises_episodes_time_safety_agreement_and_the_learning_curve(run_dir):
@@ -108,3 +113,45 @@ def test_a_sound_run_reports_no_file_problems_and_a_table_without_a_record_is_na
     assert summarize_run(run_dir)["file_problems"] == [
         "'data/chunk-000/episode_000007.parquet' has no record in meta/episodes.jsonl; move it out of the run folder "
         "before recording more into it, or restore meta/episodes.jsonl from a copy."]
+
+
+def record_demos(folder):
+    """A recording of demonstrations (no metrics, no checkpoints), as collect-demos writes with demos.format=lerobot."""
+    with RunRecorder(folder, [], 5.0) as rec:
+        ep = rec.begin_episode("demo", 0, "pull the drawer out")
+        ep.add_step(action=np.zeros(7, np.float32), reward=0.0)
+        ep.add_step(proprio=np.zeros(7, np.float32))
+        ep.finish(success=True, terminated=True, truncated=False)
+
+
+def test_report_and_audit_read_the_one_run_inside_the_folder_they_are_given(tmp_path, capsys, caplog):
+    """The folder `dsrl-real demo` prints holds demos/, policy/ and the training run in dsrl/."""
+    record_demos(tmp_path / "demos")  # a recording too, but no training run: the training run is the one meant
+    (tmp_path / "policy").mkdir()
+    run = record_run(tmp_path / "dsrl")
+    assert summarize_run(tmp_path) == summarize_run(run)
+    assert [r.getMessage() for r in caplog.records] == [f"'{tmp_path}' holds no run of its own; reading the one in '{run}'."]
+    assert main(["report", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["json"] == str(run / "report.json") and out["episodes"] == 7 and (run / "report.png").is_file()
+    assert main(["audit", str(tmp_path), "--resamples", "10"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["json"] == str(run / "audit.json") and out["labelled_episodes"] == 6
+    assert audit_run(tmp_path, resamples=10)["run_dir"] == str(run)
+
+
+def test_report_and_audit_refuse_a_folder_whose_subfolders_hold_several_runs(tmp_path, capsys):
+    record_run(tmp_path / "seed_1")
+    record_run(tmp_path / "seed_0")
+    record_demos(tmp_path / "demos")
+    sentence = (f"'{tmp_path}' holds no run of its own but its subfolders hold several (demos, seed_0, seed_1); "
+                "give the folder of one of them.")
+    for command in ("report", "audit"):
+        assert main([command, str(tmp_path)]) == 2
+        assert capsys.readouterr().err.strip() == f"dsrl-real: {sentence}"
+    with pytest.raises(ReportError, match="holds no run of its own but its subfolders hold several"):
+        summarize_run(tmp_path)
+    record_demos(tmp_path / "only_demos" / "a")
+    record_demos(tmp_path / "only_demos" / "b")
+    with pytest.raises(ReportError, match=r"subfolders hold several \(a, b\)"):
+        summarize_run(tmp_path / "only_demos")

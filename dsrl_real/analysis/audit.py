@@ -32,6 +32,7 @@ from ..recording.layout import write_json
 from ..recording.reader import RecordedRun
 from ..rollout import wilson_interval
 from .metrics import save_figure
+from .run_dir import find_run
 
 REFERENCE = "human"
 RESAMPLES = 2000
@@ -180,6 +181,7 @@ def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = 
               check_files: bool = True) -> dict[str, Any]:
     """The audit of every backend against `reference` over a run's sealed, complete episodes (their labels live in
     meta/episodes.jsonl); with `check_files`, `file_problems` names each missing or unreadable table or video."""
+    run_dir = find_run(run_dir, AuditError)
     run = RecordedRun(run_dir)
     records = [r for r in run.records if not r.get("partial")]
     labelled = [r for r in records if usable_reference(r.get("labels", {}).get(reference))]
@@ -285,7 +287,7 @@ def write_audit(run_dir: str | Path, reference: str = REFERENCE, out_dir: str | 
                 resamples: int = RESAMPLES, seed: int = 0) -> tuple[dict, Path, Path]:
     """Audit a run and write audit.json and audit.png (into the run directory by default)."""
     result = audit_run(run_dir, reference, resamples, seed)
-    out = Path(out_dir) if out_dir else Path(run_dir)
+    out = Path(out_dir) if out_dir else Path(result["run_dir"])
     json_path = out / "audit.json"
     write_json(json_path, result)
     png_path = plot_audit(result, out / "audit.png")

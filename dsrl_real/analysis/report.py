@@ -19,6 +19,7 @@ from ..rollout import success_summary
 from .audit import AuditError, audit_run, problems_caption
 from .audit import summary as audit_summary
 from .metrics import save_figure
+from .run_dir import find_run
 
 ROLLING_WINDOW = 10
 AUDIT_RESAMPLES = 1000
@@ -60,7 +61,7 @@ def _rolling(successes: list[bool], window: int) -> list[float]:
 
 
 def summarize_run(run_dir: str | Path) -> dict[str, Any]:
-    run_dir = Path(run_dir)
+    run_dir = find_run(run_dir, ReportError)
     metrics = read_metrics(run_dir)
     if not metrics and not is_recording(run_dir):
         raise ReportError(f"'{run_dir}' holds neither recorded episodes (meta/run.json) nor metrics.jsonl; "
@@ -199,7 +200,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[dict, Path, Path]:
     summary = summarize_run(run_dir)
-    out = Path(out_dir) if out_dir else Path(run_dir)
+    out = Path(out_dir) if out_dir else Path(summary["run_dir"])
     json_path = out / "report.json"
     write_json(json_path, summary)
     return summary, json_path, plot_report(summary, out / "report.png")
