@@ -31,13 +31,18 @@ from .envs.make import build_env, safety_limits
 from .envs.robot_env import StaleFrameError
 from .envs.safety import EmergencyStop, action_bounds
 from .errors import UserError
+from .machine import describe, machine_info
 from .policies import load_base_policy
 from .policies.pipeline import base_success, pretrain_from_demos
 from .policies.pretrain import POLICY_FILE, Pretrainer
 from .recording import load_episodes
+from .recording.export import export_run
 from .rollout import ChunkPlayback, gaussian_noise, random_policy, run_episode, scripted_expert, success_summary
 from .rollout.demos import collect_demos
+from .storage import write_atomic
 from .train.trainer import DSRLTrainer
+
+DEMO_SUMMARY = "summary.json"  # in the demo's run folder: what it printed last, with its wall time and machine
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +118,9 @@ def _cmd_pretrain(args) -> int:
 
 def _cmd_demo(args) -> int:
     """The whole loop in simulation: scripted demos, imitation pretraining, base-policy evaluation,
-    DSRL fine-tuning from that policy, and the fine-tuned agent's evaluation."""
+    DSRL fine-tuning from that policy, and the fine-tuned agent's evaluation. Its results, wall time and
+    machine are printed and kept in the run folder's summary.json, so a quoted number says where it came from."""
+    began, date = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cfg = load_config(args.config, args.overrides)
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     with _progress() as progress:
@@ -129,13 +136,19 @@ def _cmd_demo(args) -> int:
             tuned = dsrl.run(progress=progress)
     finally:
         dsrl.env.close()
-    print(json.dumps({
+    wall, machine = time.perf_counter() - began, machine_info()
+    summary = {
         "task": cfg.task.name, "run_dir": str(work_dir), "policy": str(work_dir / "policy" / "policy.msgpack"),
         "episodes": base["episodes"], "base_success_rate": base["success_rate"], "base_success_ci95": base["ci95"],
         "algorithm": tuned["label"], "env_steps": tuned["env_steps"],
         "fine_tuned_success_rate": tuned["final_success_rate"], "fine_tuned_success_ci95": tuned["final_ci95"],
         "collect_and_pretrain_s": round(seconds, 1), "fine_tune_s": round(time.perf_counter() - start, 1),
-    }))
+        "wall_time_s": round(wall, 1), "date": date, "machine": machine,
+    }
+    write_atomic(work_dir / DEMO_SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
+    print(f"fine-tuned ({tuned['label']}): {tuned['final_success_rate']:.0%} success; the demo took {wall / 60:.1f} min "
+          f"on {describe(machine)}", file=sys.stderr)
+    print(json.dumps(summary))
     return 0
 
 
@@ -199,6 +212,13 @@ def _cmd_audit(args) -> int:
     for table in confusion_tables(result):
         console.print(table)
     print(main_json(result, json_path, png_path))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    with _progress() as progress:
+        summary = export_run(args.source, args.target, progress)
+    print(json.dumps(summary))
     return 0
 
 
@@ -275,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
              config=False)
     _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
              run_dir, out, config=False)
+    _command(sub, "export", _cmd_export, "convert a run recorded in the older LeRobot v2.1 layout into a LeRobot v3.0 dataset",
+             (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
+             (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
     return parser
 

@@ -6,17 +6,21 @@ and the default dependencies, followed through the metadata of the packages inst
 """
 
 import json
+import platform
 import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+import jax
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from dsrl_real.analysis.metrics import WANDB_HINT
+from dsrl_real.cli import DEMO_SUMMARY
+from dsrl_real.machine import cpu_model, describe, usable_cores
 from dsrl_real.rewards.hf_loading import INSTALL_HINT
 
 try:
@@ -78,12 +82,20 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
 
 def test_demo_eval_and_report_run_with_no_torch_transformers_or_wandb(tmp_path):
     """The demo trains with `dsrl-real train`'s trainer (DSRLTrainer.run, sim-truth rewards, recording with
-    both cameras), then `eval` and `report` read the run it leaves."""
+    both cameras), then `eval` and `report` read the run it leaves. The demo also reports its wall time and machine."""
     demo = run_without_extras("demo", f"run.out_dir={tmp_path}", "run.eval_episodes=1", "train.env_steps=24", *TINY)
     summary = last_json(demo)
     assert summary["algorithm"] == "dsrl_sac" and summary["env_steps"] >= 24
     # train.wandb=offline is the default: without wandb the run says so once, on stderr, and goes on.
     assert demo.stderr.count(f"wandb is not installed; metrics go to metrics.jsonl only ({WANDB_HINT}") == 1
+    # The demo's own wall time and machine, printed next to its results and kept in the run folder.
+    assert summary["wall_time_s"] >= summary["collect_and_pretrain_s"] + summary["fine_tune_s"] > 0
+    assert summary["machine"] == {**summary["machine"], "cores": usable_cores(), "python": platform.python_version(),
+                                  "os": platform.platform(), "jax": jax.__version__, "jax_backend": "cpu"}
+    assert summary["machine"]["cpu"] == cpu_model() != ""
+    assert json.loads((Path(summary["run_dir"]) / DEMO_SUMMARY).read_text()) == summary
+    assert demo.stderr.splitlines()[-2] == (f"fine-tuned (dsrl_sac): {summary['fine_tuned_success_rate']:.0%} success; the demo "
+                                            f"took {summary['wall_time_s'] / 60:.1f} min on {describe(summary['machine'])}")
     out = Path(summary["run_dir"]) / "dsrl"
     assert (out / "LATEST").is_file() and (out / "metrics.jsonl").is_file() and (out / "learning_curve.png").is_file()
 
