@@ -153,6 +153,45 @@ def test_metrics_curve_and_eval_command(tmp_path, capsys):
     assert evaluation["episodes"] == 3 and len(evaluation["ci95"]) == 2
 
 
+class ExpertUnlessLargeNoise(ScaledNoisePolicy):
+    """A base policy whose success depends on its noise: one action per chunk, the scripted expert's,
+    except that it holds still where |w[0, 0]| > 1.6. The base policy's w ~ N(0, I) is that large on
+    one step in nine, and the DSRL actor's noise never (it lies within agent.action_magnitude = 1.5)."""
+
+    def __init__(self, env):
+        from dsrl_real.sim.expert import ScriptedExpert
+
+        super().__init__(chunk_size=1)
+        self.expert = ScriptedExpert(env.scene.sim)
+
+    def sample(self, obs, noise):
+        action = self.expert.act()
+        if abs(noise[0][0][0]) > 1.6:
+            action[:6] = 0.0
+        return action[None, None]
+
+
+def test_the_learning_curve_starts_at_the_base_policys_success(tmp_path, monkeypatch):
+    from dsrl_real.analysis.report import summarize_run
+    from dsrl_real.envs.make import build_env
+    from dsrl_real.policies import pipeline
+
+    cfg = load_config(overrides=[*FAST, f"train.out_dir={tmp_path / 'run'}", "train.env_steps=14", "train.eval_episodes=4",
+                                 "task.max_steps=14"])  # the expert needs 10 to 13 steps on these scenes: a stall can fail it
+    env = build_env(cfg)
+    trainer = DSRLTrainer(cfg, env=env, policy=ExpertUnlessLargeNoise(env))
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    eval_env = build_env(cfg)
+    monkeypatch.setattr(pipeline, "build_env", lambda cfg: eval_env)
+    base = pipeline.base_success(cfg, ExpertUnlessLargeNoise(eval_env), 4)  # as `dsrl-real demo` evaluates it
+    assert base["success_rate"] == 0.75  # one of the four scenes failed by a stall: not what the actor's noise gives
+    first = summarize_run(tmp_path / "run")["learning_curve"][0]
+    assert (first["env_steps"], first["success_rate"], first["ci95"], first["final"]) == (0, 0.75, base["ci95"], False)
+
+
 def test_wandb_offline_needs_no_account(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     trainer = make_trainer(tmp_path, "train.env_steps=12", "train.wandb=offline")

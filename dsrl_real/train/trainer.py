@@ -50,7 +50,7 @@ from ..recording.shadows import ShadowScorers
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
 from ..rewards.scoring import RewardRuntime, ScoredEpisode
-from ..rollout import EVAL_SEED, success_summary
+from ..rollout import EVAL_SEED, gaussian_noise, success_summary
 from ..runlock import RunLock
 from ..storage import write_atomic
 from . import checkpoints
@@ -231,18 +231,24 @@ class DSRLTrainer:
             self._recording.label_when_done(index, name, future)
 
     # -- evaluation --------------------------------------------------------------------------------
-    def evaluate(self, episodes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
-        """The actor's mean noise (deterministic) on fixed evaluation scenes; each trial recorded as kind eval."""
+    def evaluate(self, episodes: int, seed: int = EVAL_SEED, base: bool = False) -> dict[str, Any]:
+        """The actor's mean noise (deterministic) on fixed evaluation scenes; each trial recorded as kind eval.
+        `base`: the base policy itself, w ~ N(0, I) from one stream seeded with `seed`, drawn as
+        policies.pipeline.base_success (what `dsrl-real demo` reports) draws it, so the two agree."""
         with self._writing("an evaluation"):
-            return self._evaluate(episodes, seed)
+            return self._evaluate(episodes, seed, base)
 
-    def _evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
+    def _evaluate(self, episodes: int, seed: int, base: bool = False) -> dict[str, Any]:
         opened = self._open_recording()
+        draw = gaussian_noise(self.policy.noise_shape, seed=seed) if base else None
         try:
             successes = 0
             for i in range(episodes):
                 obs, info = self.env.reset(seed=seed + i)
-                noise = lambda f: self.agent.act(f, deterministic=True, rng=0)  # noqa: E731 - leaves the agent's stream alone
+                if draw is not None:
+                    noise = draw  # it ignores what it is given: the agent's input here, the observation there
+                else:
+                    noise = lambda f: self.agent.act(f, deterministic=True, rng=0)  # noqa: E731 - leaves the agent's stream alone
                 with self._recorded("eval", seed + i) as recording:
                     ep = run_chunk_episode(self.env, self.policy, self.features, noise, obs, info, self.rewards.monitor, recording)
                     index = self._seal(recording, ep, train_env_steps=self.env_steps)
@@ -384,7 +390,10 @@ class DSRLTrainer:
         try:
             if self.episodes == 0 and self.env_steps == 0 and not resume:
                 self.seed_buffer()
-                self._log_eval()  # the base policy's success before any fine-tuning
+                # The curve starts at what fine-tuning starts from: the base policy with w ~ N(0, I) (the
+                # untrained actor's mean noise is no policy anyone ran). The action-space baseline has no base
+                # policy: its curve starts at its untrained actor.
+                self._log_eval(base=not self.cfg.train.action_space_baseline)
             while self.env_steps < cfg.env_steps:
                 self.learner.submit(self._learn_cycle)  # waits for the last episode's score, stores it and learns, while the scene resets
                 try:
@@ -497,8 +506,10 @@ class DSRLTrainer:
             stack.callback(self.rewards.close)
             self._close_recording()
 
-    def _log_eval(self) -> None:
-        result = self.evaluate(self.cfg.train.eval_episodes)
+    def _log_eval(self, base: bool = False) -> None:
+        result = self.evaluate(self.cfg.train.eval_episodes, base=base)
+        if base:
+            result["base_policy"] = True
         record = MetricsLogger.record("eval", self.env_steps, label=self.label, env_steps=self.env_steps, **result)
         if self.episodes:
             self._log_later(record)  # after the checkpoint that follows it: a resume before it evaluates again
