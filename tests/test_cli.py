@@ -59,6 +59,8 @@ def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_pa
     assert main(["report", out["run_dir"]]) == 0
     report = _last_json(capsys)
     assert report["json"] == str(Path(out["run_dir"]) / "dsrl" / "report.json") and report["success_rate"] is not None
+    first = json.loads(Path(report["json"]).read_text())["learning_curve"][0]  # the curve starts at the base policy
+    assert (first["env_steps"], first["success_rate"], first["ci95"]) == (0, out["base_success_rate"], out["base_success_ci95"])
     assert Path(out["policy"]).is_file()
     assert len(list((Path(out["run_dir"]) / "demos").glob("episode_*.npz"))) == 3
     # The pretrained policy drives the robot through `rollout --policy base`.
