@@ -12,8 +12,8 @@ from dsrl_real.rollout import random_policy, scripted_expert
 from dsrl_real.rollout.record import record_episode
 
 EPISODES = 4
-TABLE = "data/chunk-000/episode_000001.parquet"
-VIDEO = "videos/chunk-000/observation.images.wrist/episode_000002.mp4"
+TABLE = "data/chunk-000/file-001.parquet"
+VIDEO = "videos/observation.images.wrist/chunk-000/file-002.mp4"
 PROBLEMS = [
     f"'{TABLE}' is missing; restore it from a copy of the run.",
     f"'{VIDEO}' is unreadable (InvalidDataError); restore it from a copy of the run.",

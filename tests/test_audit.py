@@ -132,7 +132,7 @@ def test_a_human_oracle_run_recovers_the_injected_label_noise(oracle_run):
     assert lo <= 2 * SCORE_ERROR_RATE <= hi
     assert noisy["false_negative_rate"]["count"] == 0
     # ... and exactly what the backend did on these episodes, by its own raw record.
-    records = [json.loads(line) for line in (oracle_run / "meta" / "episodes.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (oracle_run / "meta" / "dsrl_episodes.jsonl").read_text().splitlines()]
     raws = [r["labels"]["sim_truth_noisy"]["raw"] for r in records]
     flipped = sum(raw["success_flipped"] for raw, r in zip(raws, records) if not r["labels"]["human"]["success"])
     assert noisy["false_positive_rate"]["count"] == flipped

@@ -499,7 +499,7 @@ def test_a_recording_trainer_shares_its_folder_lock_with_its_recorder_and_refuse
         with pytest.raises(ConfigError, match=rf"^'{out}' is in use by a recorder \(pid {os.getpid()} on "):
             fast_trainer(out, "train.env_steps=12").run()
     fast_trainer(out / "b", "train.env_steps=12").run()  # its own recorder runs under the trainer's lock
-    assert (out / "b" / "meta" / "episodes.jsonl").is_file() and not (out / "b" / "meta" / ".recorder.lock").exists()
+    assert (out / "b" / "meta" / "dsrl_episodes.jsonl").is_file() and not (out / "b" / "meta" / ".recorder.lock").exists()
     assert episodes_logged(out / "b") == [1]
 
 

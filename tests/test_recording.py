@@ -1,5 +1,5 @@
-"""Recording every episode: LeRobot layout read back without our code, crash safety, reuse for
-replay and pretraining."""
+"""Recording every episode: a LeRobot v3.0 dataset read back without our code, crash safety, reuse
+for replay and pretraining. (That the released LeRobot itself loads it: tests/lerobot/, run by .ci/lerobot.)"""
 
 import json
 import os
@@ -32,11 +32,18 @@ def read_info(run_dir):
 
 
 def lerobot_path(run_dir, template_key, index, camera=None):
-    """A file path the way a LeRobot reader builds it: from the template in meta/info.json."""
+    """A file path the way LeRobot v3.0 builds it (lerobot/datasets/dataset_metadata.py: get_data_file_path,
+    get_video_file_path): the template in meta/info.json, filled from the episode's row in meta/episodes."""
     info = read_info(run_dir)
-    template = info[template_key]
-    chunk = index // info["chunks_size"]
-    return run_dir / template.format(episode_chunk=chunk, episode_index=index, video_key=f"observation.images.{camera}")
+    row = pd.read_parquet(run_dir / "meta/episodes/chunk-000/file-000.parquet").iloc[index]
+    assert row["episode_index"] == index  # LeRobot indexes the rows by position
+    prefix = "data" if template_key == "data_path" else f"videos/observation.images.{camera}"
+    return run_dir / info[template_key].format(chunk_index=row[f"{prefix}/chunk_index"], file_index=row[f"{prefix}/file_index"],
+                                               video_key=f"observation.images.{camera}")
+
+
+def read_records(run_dir):
+    return pd.read_json(run_dir / "meta" / "dsrl_episodes.jsonl", lines=True, precise_float=True)
 
 
 def test_a_simulated_run_reads_back_with_pandas_and_an_mp4_reader(tmp_path):
@@ -66,24 +73,34 @@ def test_a_simulated_run_reads_back_with_pandas_and_an_mp4_reader(tmp_path):
             played.append((np.stack(actions), {c: np.stack(f) for c, f in frames.items()}, labels))
 
     info = read_info(tmp_path)
-    assert info["codebase_version"] == "v2.1" and info["total_episodes"] == 3 and info["total_videos"] == 6
+    assert info["codebase_version"] == "v3.0" and info["total_episodes"] == 3 and info["total_tasks"] == 1
+    assert info["total_frames"] == sum(len(actions) + 1 for actions, _, _ in played)
     assert info["features"]["action"] == {"dtype": "float32", "shape": [7], "names": None}
+    assert info["features"]["valid.action"] == {"dtype": "bool", "shape": [1], "names": None}
     assert info["features"]["observation.images.wrist"]["shape"] == [32, 32, 3]
-    episodes = pd.read_json(tmp_path / "meta" / "episodes.jsonl", lines=True, precise_float=True)
+    episodes = read_records(tmp_path)
     assert episodes["kind"].tolist() == ["warm_start", "train", "eval"] and not episodes["partial"].any()
-    assert pd.read_json(tmp_path / "meta" / "tasks.jsonl", lines=True)["task"].tolist() == [env.task.instruction]
+    lerobot_episodes = pd.read_parquet(tmp_path / "meta/episodes/chunk-000/file-000.parquet")
+    assert lerobot_episodes["dsrl/kind"].tolist() == ["warm_start", "train", "eval"]
+    tasks = pd.read_parquet(tmp_path / "meta" / "tasks.parquet")
+    assert tasks.index.name == "task" and tasks.index.tolist() == [env.task.instruction] and tasks["task_index"].tolist() == [0]
+    stats = json.loads((tmp_path / "meta" / "stats.json").read_text())
+    assert np.shape(stats["observation.images.wrist"]["mean"]) == (3, 1, 1) and np.shape(stats["action"]["q50"]) == (7,)
+    assert stats["action"]["count"] == [sum(len(actions) for actions, _, _ in played)]  # rows with an action only
     total = 0
     for index, (actions, frames, labels) in enumerate(played):
         table = pd.read_parquet(lerobot_path(tmp_path, "data_path", index))
-        assert len(table) == len(actions) + 1  # the final observation's row has no action
-        assert table["action"].iloc[-1] is None
-        np.testing.assert_array_equal(np.stack(table["action"].iloc[:-1]), actions)  # bit-exact
-        assert table["action"].iloc[0].dtype == np.float32
+        assert len(table) == len(actions) + 1  # the final observation's row has no action: zeros, masked
+        assert table["valid.action"].tolist() == [True] * len(actions) + [False]
+        np.testing.assert_array_equal(np.stack(table["action"]), np.concatenate([actions, np.zeros((1, 7), np.float32)]))  # bit-exact
+        assert table["action"].iloc[0].dtype == np.float32 and not table.isna().any().any()
         assert table["frame_index"].tolist() == list(range(len(table)))
         assert table["index"].tolist() == list(range(total, total + len(table)))
+        np.testing.assert_array_equal(table["timestamp"], (np.arange(len(table)) / env.control_hz).astype(np.float32))
+        assert lerobot_episodes["dataset_from_index"][index] == total
         total += len(table)
         assert episodes["labels"][index] == {name: {"valid": True, **label} for name, label in labels.items()}
-        assert episodes["length"][index] == len(table)
+        assert episodes["length"][index] == len(table) == lerobot_episodes["length"][index]
         for camera in CAMERAS:
             video = iio.imread(lerobot_path(tmp_path, "video_path", index, camera), plugin="pyav")
             assert video.shape == frames[camera].shape  # one frame per row
@@ -158,7 +175,8 @@ def test_a_run_killed_mid_episode_keeps_every_earlier_episode_and_the_last_as_pa
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
-        sealed = {p.name: p.read_bytes() for p in (tmp_path / "data" / "chunk-000").glob("*.parquet")}
+        sealed = {p: p.read_bytes() for p in tmp_path.glob("data/*/*.parquet")} | {p: p.read_bytes() for p in tmp_path.glob("videos/*/*/*.mp4")}
+        assert len(sealed) == 4  # two tables, two videos
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
     finally:
@@ -175,17 +193,19 @@ def test_a_run_killed_mid_episode_keeps_every_earlier_episode_and_the_last_as_pa
         record = rec.records[2]
         assert record["partial"] and record["interruption"] == "crashed" and record["success"] is None
         assert record["length"] == 12 and record["kind"] == "eval" and record["seed"] == 2
-        assert 12 - 5 <= record["frames"]["third_person"] <= 12  # every completed one-second fragment of video
+        # Every completed one-second fragment of video is kept; frames lost with the rest are padded
+        # (LeRobot has one frame per row).
+        assert record["frames"]["third_person"] == 12 and 0 <= record.get("padded_frames", {}).get("third_person", 0) <= 5
         ep = rec.begin_episode("eval", 3, "pull the drawer out")
         assert ep.index == 3
         ep.add_step(action=np.zeros(7, np.float32))
         ep.finish(success=False, terminated=False, truncated=True, labels={})
-    assert {p.name: p.read_bytes() for p in (tmp_path / "data" / "chunk-000").glob("*.parquet") if p.name in sealed} == sealed
-    assert not list(tmp_path.rglob("*.partial*"))
-    table = pd.read_parquet(tmp_path / "data" / "chunk-000" / "episode_000002.parquet")
+    assert {p: p.read_bytes() for p in sealed} == sealed
+    assert not list((tmp_path / ".in_progress").iterdir())
+    table = pd.read_parquet(lerobot_path(tmp_path, "data_path", 2))
     assert len(table) == 12 and table["index"].iloc[0] == 16
-    video = iio.imread(tmp_path / "videos" / "chunk-000" / "observation.images.third_person" / "episode_000002.mp4", plugin="pyav")
-    assert len(video) == RecordedRun(tmp_path).record(2)["frames"]["third_person"]
+    video = iio.imread(lerobot_path(tmp_path, "video_path", 2, "third_person"), plugin="pyav")
+    assert len(video) == 12
     assert abs(int(video[3].mean()) - 27) <= 3  # frame 3 is grey level 27
     info = read_info(tmp_path)
     assert info["total_episodes"] == 4 and info["total_frames"] == 8 + 8 + 12 + 1
@@ -232,7 +252,7 @@ def test_a_table_on_disk_without_a_record_is_never_overwritten(tmp_path):
             ep = rec.begin_episode("demo", seed, "pull the drawer out")
             ep.add_step(action=np.full(7, seed, np.float32))
             ep.finish(True, True, False, {})
-    episodes_file = tmp_path / "meta" / "episodes.jsonl"
+    episodes_file = tmp_path / "meta" / "dsrl_episodes.jsonl"
     episodes_file.write_text(episodes_file.read_text().splitlines()[0] + "\n")  # a lost record of episode 1
     orphan = tmp_path / lerobot_path(tmp_path, "data_path", 1)
     before = orphan.read_bytes()
@@ -257,9 +277,23 @@ def test_bad_input_is_one_sentence(tmp_path):
             ep.add_step(frame_index=3)
         with pytest.raises(RecordingError, match="still being recorded"):
             rec.begin_episode("train", 1, "x")
+        with pytest.raises(RecordingError, match=r"^Episode 0 has no rows to seal; add_step at least once \(the final observation\) before finish\.$"):
+            ep.finish(False, False, True, {})
+        with pytest.raises(RecordingError, match=r"^Column names starting with 'valid\.' \(valid\.x\) are the recorder's masks; rename them\.$"):
+            ep.add_step(valid={"x": 1.0})
+        ep.add_step(noise=np.zeros((4, 7), np.float32), stage=0)
+        with pytest.raises(RecordingError, match=r"^Column 'noise' has shape \[28\], earlier rows \[4, 7\]; keep one shape per column\.$"):
+            ep.add_step(noise=np.zeros(28, np.float32))
+        with pytest.raises(RecordingError, match=r"^Column 'stage' holds a string, earlier rows a number; keep one kind of value per column\.$"):
+            ep.add_step(stage="grasp")
         ep.finish(False, False, True, {})
+        follow = rec.begin_episode("train", 1, "x")
+        with pytest.raises(RecordingError, match=r"^Column 'noise' has shape \[2, 7\], earlier episodes \[4, 7\]; keep one shape per column\.$"):
+            follow.add_step(noise=np.zeros((2, 7), np.float32))
         with pytest.raises(RecordingError, match="already sealed"):
             ep.add_step(action=np.zeros(7, np.float32))
+        follow.abort()
+    assert len(RecordedRun(tmp_path).records) == 1  # an episode cut off before its first row leaves nothing
     with pytest.raises(RecordingError, match="holds no recorded episodes"):
         RecordedRun(tmp_path / "nothing")
 
@@ -289,7 +323,7 @@ def test_collect_demos_through_the_recorder_keeps_failures_and_pretrains_on_succ
     assert [e.meta["episode_index"] for e in load_episodes(tmp_path)] == [r["episode_index"] for r in successes]
     bad = load_config()
     bad.demos.format = "hdf5"  # past load_config's own check: collect_demos refuses it too
-    with pytest.raises(ValueError, match="Unknown demos.format 'hdf5'; choose one of: npz, lerobot"):
+    with pytest.raises(ValueError, match="Unknown demos.format 'hdf5'; choose one of: lerobot, npz"):
         collect_demos(bad)
 
 
@@ -301,7 +335,7 @@ def test_meta_files_are_valid_json_after_every_episode(tmp_path):
             ep.add_step(action=np.zeros(7, np.float32))
             ep.finish(False, False, True, {})
             assert json.loads((tmp_path / "meta" / "info.json").read_text())["total_episodes"] == i + 1
-            assert len((tmp_path / "meta" / "episodes.jsonl").read_text().splitlines()) == i + 1
+            assert len((tmp_path / "meta" / "dsrl_episodes.jsonl").read_text().splitlines()) == i + 1
     assert not [p for p in os.listdir(tmp_path / "meta") if p.endswith(".tmp")]
 
 
@@ -335,7 +369,8 @@ def test_odd_sized_frames_are_padded_for_h264_and_read_back_at_their_own_size(tm
             ep.add_step(proprio=np.zeros(7, np.float32))
         ep.finish(False, False, True, {})
     run = RecordedRun(tmp_path)
-    assert run.info["features"]["observation.images.top"]["shape"] == [15, 17, 3]
+    assert run.info["features"]["observation.images.top"]["shape"] == [16, 18, 3]  # what LeRobot decodes
+    assert run.record(0)["frame_shapes"] == {"top": [15, 17]}
     images = run.episode(0, images=True).observations["top_image"]
     assert images.shape == (4, 15, 17, 3)
     assert np.abs(images.astype(float) - np.stack(frames)).mean() < 4

@@ -108,11 +108,11 @@ def test_report_names_each_missing_or_unreadable_file_and_reports_the_rest(tmp_p
 
 def test_a_sound_run_reports_no_file_problems_and_a_table_without_a_record_is_named(run_dir):
     assert summarize_run(run_dir)["file_problems"] == []
-    table = run_dir / "data" / "chunk-000" / "episode_000007.parquet"
-    table.write_bytes((run_dir / "data" / "chunk-000" / "episode_000000.parquet").read_bytes())  # left by a lost record
+    table = run_dir / "data" / "chunk-000" / "file-007.parquet"
+    table.write_bytes((run_dir / "data" / "chunk-000" / "file-000.parquet").read_bytes())  # left by a lost record
     assert summarize_run(run_dir)["file_problems"] == [
-        "'data/chunk-000/episode_000007.parquet' has no record in meta/episodes.jsonl; move it out of the run folder "
-        "before recording more into it, or restore meta/episodes.jsonl from a copy."]
+        "'data/chunk-000/file-007.parquet' has no record in 'meta/dsrl_episodes.jsonl'; move it out of the run folder "
+        "before recording more into it, or restore 'meta/dsrl_episodes.jsonl' from a copy."]
 
 
 def record_demos(folder):

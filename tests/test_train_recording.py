@@ -6,7 +6,6 @@ import logging
 import threading
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dsrl_real.analysis.audit import audit_run
@@ -40,6 +39,11 @@ FALSE_POSITIVE_RATE, SCORE_ERROR_RATE = 0.3, 0.25
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def recorded_rows(run_dir, index):
+    """An episode's rows as recorded: None where a row had no value (LeRobot's file holds zeros and a valid.* mask)."""
+    return RecordedRun(run_dir).table(index).to_pandas()
 
 
 def f32_bytes(x):
@@ -93,7 +97,7 @@ def test_a_dsrl_run_records_every_episode_with_the_noise_and_the_chunks_it_execu
     finally:
         trainer.close()
     assert trainer.recorder is None and result["episodes"] == 3
-    records = read_jsonl(out / "meta" / "episodes.jsonl")
+    records = read_jsonl(out / "meta" / "dsrl_episodes.jsonl")
     # The base policy's evaluation, 2 warm-start episodes, 1 training episode, the final evaluation.
     assert [(r["kind"], r["seed"]) for r in records] == [
         ("eval", EVAL_SEED), ("eval", EVAL_SEED + 1), ("warm_start", 0), ("warm_start", 1), ("train", 2),
@@ -102,7 +106,7 @@ def test_a_dsrl_run_records_every_episode_with_the_noise_and_the_chunks_it_execu
                for r in records)
     calls = iter(policy.acting_calls)  # 3 chunks of 4 actions per episode, in the order they were played
     for r in records:
-        rows = pd.read_parquet(out / f"data/chunk-000/episode_{r['episode_index']:06d}.parquet")
+        rows = recorded_rows(out, r["episode_index"])
         assert rows["action"].iloc[-1] is None and rows["noise"].iloc[-1] is None  # the final observation's row
         for first in (0, 4, 8):
             noise, chunk = next(calls)
@@ -137,7 +141,7 @@ def test_a_dsrl_run_records_every_episode_with_the_noise_and_the_chunks_it_execu
     assert {k: v["episodes"] for k, v in report["kinds"].items()} == {"eval": 4, "train": 1, "warm_start": 2}
     capsys.readouterr()
     assert main(["eval", *FAST, camera, f"train.out_dir={out}", "--episodes", "2"]) == 0
-    trials = read_jsonl(out / "meta" / "episodes.jsonl")[7:]
+    trials = read_jsonl(out / "meta" / "dsrl_episodes.jsonl")[7:]
     assert [(r["kind"], r["seed"], r["train_env_steps"], r["partial"]) for r in trials] == [
         ("eval", EVAL_SEED, 36, False), ("eval", EVAL_SEED + 1, 36, False)]
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 2
@@ -258,14 +262,14 @@ def test_recorded_runs_seed_the_buffer_before_the_warm_start(oracle_run, tmp_pat
             assert batch["noise"][i].tobytes() == f32_bytes(noise.reshape(1, 7))
     assert batch["has_noise"].any() and not batch["has_noise"].all() and batch["reward"].max() == 1.0
     # The broken shadow backend: an invalid label on every episode, one log line, and the run went on.
-    records = read_jsonl(out / "meta" / "episodes.jsonl")
+    records = read_jsonl(out / "meta" / "dsrl_episodes.jsonl")
     assert len(records) == trainer.episodes >= 2
     assert all(r["labels"]["robometer"] == {"score": None, "success": None, "reward": None, "valid": False,
                                             "error": "ConnectionError: model server down"} for r in records)
     assert all(r["labels"]["sim_truth"]["valid"] for r in records)
     # The success detector's prefix scores are in the rows: row t's is the progress of observation t + 1
     # (the step that ended the episode, here the time limit, is not scored).
-    rows = pd.read_parquet(out / "data/chunk-000/episode_000000.parquet")
+    rows = recorded_rows(out, 0)
     assert records[0]["truncated"]
     np.testing.assert_allclose(rows["progress.sim_truth"].iloc[:-2], rows["truth.progress"].iloc[1:-1], rtol=1e-6)
     assert rows["success_prob.sim_truth"].iloc[:-2].tolist() == rows["truth.success"].iloc[1:-1].astype(float).tolist()
@@ -294,7 +298,7 @@ def test_shadow_backends_label_episodes_without_touching_rewards_or_training(tmp
         np.testing.assert_array_equal(mine[key], theirs[key])
     for (path, a), (_, b) in zip(jax_leaves(plain.agent.state_dict()["state"]), jax_leaves(shadowed.agent.state_dict()["state"])):
         np.testing.assert_array_equal(a, b, err_msg=path)
-    labels = [r["labels"] for r in read_jsonl(tmp_path / "shadowed" / "meta" / "episodes.jsonl") if r["kind"] != "eval"]
+    labels = [r["labels"] for r in read_jsonl(tmp_path / "shadowed" / "meta" / "dsrl_episodes.jsonl") if r["kind"] != "eval"]
     assert labels and all(lab["sim_truth_noisy"]["success"] is True for lab in labels)  # every failure called a success
     assert not any(lab["sim_truth"]["success"] for lab in labels)  # ...while the rewards came from the truth
 
@@ -348,7 +352,7 @@ def test_ctrl_c_mid_evaluation_keeps_the_finished_episode_and_seals_the_trial_as
     trainer.close()
     assert trainer.buffer.num_episodes_started == 1 and (out / "LATEST").read_text() == "episode_000001"
     assert [m["episode"] for m in read_jsonl(out / "metrics.jsonl") if m["kind"] == "episode"] == [1]
-    records = read_jsonl(out / "meta" / "episodes.jsonl")
+    records = read_jsonl(out / "meta" / "dsrl_episodes.jsonl")
     assert [(r["kind"], r["partial"], r["length"]) for r in records] == [("eval", False, 13), ("warm_start", False, 13),
                                                                           ("eval", True, 4)]
     assert records[1]["labels"]["sim_truth"]["valid"] and records[2]["interruption"] == "KeyboardInterrupt"
@@ -427,9 +431,9 @@ def test_an_emergency_stop_key_is_the_last_recorded_step_of_a_partial_episode(tm
     with pytest.raises(EmergencyStop):
         trainer.run()
     trainer.close()
-    (record,) = read_jsonl(out / "meta" / "episodes.jsonl")
+    (record,) = read_jsonl(out / "meta" / "dsrl_episodes.jsonl")
     assert (record["kind"], record["partial"], record["interruption"], record["length"]) == ("warm_start", True, "EmergencyStop", 4)
-    rows = pd.read_parquet(out / "data/chunk-000/episode_000000.parquet")
+    rows = recorded_rows(out, 0)
     assert rows["human_key"].fillna("").tolist() == ["", "PAUSE,RESUME", "", "ESTOP"]
     assert rows["noise"].notna().tolist() == [True, False, False, False]
 

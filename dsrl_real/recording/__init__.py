@@ -1,6 +1,7 @@
-"""Every episode kept: recording runs to disk in the LeRobot v2.1 layout, and reading them back.
+"""Every episode kept: recording runs to disk as LeRobot v3.0 datasets, and reading them back.
 
-See `writer` for the recorder, `reader` for reading, `layout` for the files on disk.
+See `writer` for the recorder, `reader` for reading, `layout` for the files on disk, `features` and
+`stats` for what LeRobot reads, `export` for converting runs recorded in the older v2.1 layout.
 """
 
 from .labels import score_label, shadow_labels

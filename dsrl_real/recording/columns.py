@@ -124,8 +124,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 class StepStream:
     """Appends one row per call to `<directory>/steps-NNNN.arrows`; each row is flushed to the OS."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, declared: dict[str, dict] | None = None):
         self.directory = directory
+        self.declared = declared or {}  # the features of earlier episodes: a row must fit them
         self.schema: pa.Schema | None = None
         self.rows = 0
         self._segment = -1
@@ -137,6 +138,7 @@ class StepStream:
         fields: dict[str, pa.Field] = {}
         for name, value in row.items():
             f, cell = arrow_cell(name, value)
+            self._check(f)
             fields[name], cells[name] = f, cell
         if self.schema is None or any(self._widens(f) for f in fields.values()):
             base = list(self.schema) if self.schema is not None else []
@@ -153,6 +155,20 @@ class StepStream:
                 arrays.append(cell if cell.type == f.type else cell.cast(f.type))
         self._writer.write_batch(pa.record_batch(arrays, schema=self.schema))
         self.rows += 1
+
+    def _check(self, f: pa.Field) -> None:
+        """A column keeps one shape and one kind of value (text, flag or number) for the whole run."""
+        before = self.schema.field(f.name) if self.schema is not None and f.name in self.schema.names else None
+        earlier = [(column_shape(before), kind_of(feature_dtype(before)), "earlier rows")] if before is not None else []
+        if f.name in self.declared:
+            ft = self.declared[f.name]
+            earlier.append((list(ft["shape"]), kind_of(ft["dtype"]), "earlier episodes"))
+        shape, kind = column_shape(f), kind_of(feature_dtype(f))
+        for old_shape, old_kind, where in earlier:
+            if old_shape != shape:
+                raise RecordingError(f"Column '{f.name}' has shape {shape}, {where} {old_shape}; keep one shape per column.")
+            if old_kind != kind and "null" not in (old_kind, kind):
+                raise RecordingError(f"Column '{f.name}' holds a {kind}, {where} a {old_kind}; keep one kind of value per column.")
 
     def _widens(self, f: pa.Field) -> bool:
         index = self.schema.get_field_index(f.name)
@@ -206,6 +222,10 @@ def column_shape(f: pa.Field) -> list[int]:
     if f.metadata and SHAPE in f.metadata:
         return json.loads(f.metadata[SHAPE])
     return [1]
+
+
+def kind_of(dtype: str) -> str:
+    return dtype if dtype in ("string", "bool", "null") else "number"
 
 
 def feature_dtype(f: pa.Field) -> str:

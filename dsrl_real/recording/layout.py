@@ -1,18 +1,24 @@
-"""Where a recorded run keeps its files: the LeRobot v2.1 dataset layout, one parquet table and one
-mp4 per camera per episode, so pandas and any mp4 reader open it without this package.
+"""Where a recorded run keeps its files: a LeRobot v3.0 dataset (what the released LeRobot reads),
+one parquet file and one mp4 per camera per episode, plus this project's own records.
 
-    meta/info.json                     LeRobot dataset info (fps, features, totals, path templates)
-    meta/episodes.jsonl                one line per sealed episode: LeRobot's episode_index, tasks,
-                                       length, plus kind, seed, outcome, labels, timings, partial
-    meta/tasks.jsonl                   task_index -> instruction
-    meta/run.json                      this run's own metadata (cameras, fps, caller's meta)
-    data/chunk-000/episode_000000.parquet
-    videos/chunk-000/observation.images.<camera>/episode_000000.mp4
+    meta/info.json                     LeRobot: fps, features, totals, path templates (written last)
+    meta/stats.json                    LeRobot: every feature's statistics (stats.py)
+    meta/tasks.parquet                 LeRobot: task string (the index) -> task_index
+    meta/episodes/chunk-000/file-000.parquet
+                                       LeRobot: one row per episode (length, where its rows and videos
+                                       are, its statistics), plus `dsrl/kind`, `dsrl/partial`, ...
+    meta/run.json                      ours: this run's metadata (cameras, fps, caller's meta)
+    meta/dsrl_episodes.jsonl           ours: one record per sealed episode (kind, seed, outcome,
+                                       labels, timings, partial)
+    data/chunk-000/file-007.parquet    episode 7's rows (chunk = index // 1000, file = index % 1000)
+    videos/observation.images.<camera>/chunk-000/file-007.mp4
 
-An episode being recorded lives under in-progress names that no LeRobot reader picks up:
-`data/chunk-000/episode_000007.partial/` (Arrow IPC stream segments, one record batch per step)
-and `videos/.../episode_000007.partial.mp4` (fragmented mp4, flushed per packet). Sealing turns
-them into the final files; every meta file is replaced atomically.
+An episode being recorded lives in `.in_progress/episode_000007/` (Arrow IPC stream segments, one
+record batch per step, and a fragmented mp4 per camera), where no LeRobot reader looks. Sealing
+turns it into the final files; every meta file is replaced atomically.
+
+Runs recorded before the LeRobot v3.0 layout (`LegacyLayout`, LeRobot v2.1 paths) are still read,
+and `dsrl-real export` converts them.
 """
 
 from __future__ import annotations
@@ -30,23 +36,30 @@ import numpy as np
 from ..errors import RecordingError
 from ..storage import write_atomic
 
-CODEBASE_VERSION = "v2.1"
-FORMAT = "dsrl_real.recording.v1"
+CODEBASE_VERSION = "v3.0"
+FORMAT = "dsrl_real.recording.v2"
 CHUNKS_SIZE = 1000
-DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
-VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 KINDS = ("warm_start", "train", "eval", "baseline", "demo")
-PARTIAL_DIR = re.compile(r"episode_(\d{6})\.partial$")
-DATA_FILE = re.compile(r"episode_(\d+)\.parquet$")
+IN_PROGRESS = re.compile(r"episode_(\d{6})$")
+DATA_FILE = re.compile(r"chunk-(\d{3})/file-(\d{3})\.parquet$")
 
 
 def video_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
+def file_place(index: int) -> dict[str, int]:
+    """Episode `index`'s data and video files: one of each per episode."""
+    return {"chunk_index": index // CHUNKS_SIZE, "file_index": index % CHUNKS_SIZE}
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     root: Path
+    legacy = False
 
     @property
     def meta(self) -> Path:
@@ -57,12 +70,21 @@ class Layout:
         return self.meta / "info.json"
 
     @property
-    def episodes(self) -> Path:
-        return self.meta / "episodes.jsonl"
+    def stats(self) -> Path:
+        return self.meta / "stats.json"
 
     @property
     def tasks(self) -> Path:
-        return self.meta / "tasks.jsonl"
+        return self.meta / "tasks.parquet"
+
+    @property
+    def episodes_table(self) -> Path:
+        return self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+
+    @property
+    def episodes(self) -> Path:
+        """Our records of the sealed episodes."""
+        return self.meta / "dsrl_episodes.jsonl"
 
     @property
     def run(self) -> Path:
@@ -72,11 +94,56 @@ class Layout:
     def lock(self) -> Path:
         return self.meta / ".recorder.lock"
 
+    @property
+    def migration(self) -> Path:
+        return self.meta / ".features_migration.json"
+
     def data_path(self, index: int) -> Path:
-        return self.root / DATA_PATH.format(episode_chunk=index // CHUNKS_SIZE, episode_index=index)
+        return self.root / DATA_PATH.format(**file_place(index))
 
     def video_path(self, index: int, camera: str) -> Path:
-        return self.root / VIDEO_PATH.format(episode_chunk=index // CHUNKS_SIZE, video_key=video_key(camera), episode_index=index)
+        return self.root / VIDEO_PATH.format(video_key=video_key(camera), **file_place(index))
+
+    def partial_dir(self, index: int) -> Path:
+        return self.root / ".in_progress" / f"episode_{index:06d}"
+
+    def partial_video(self, index: int, camera: str) -> Path:
+        return self.partial_dir(index) / f"{camera}.mp4"
+
+    def data_files(self) -> list[tuple[int, Path]]:
+        """(index, path) of every sealed episode table on disk, whether a record names it or not."""
+        found = []
+        for path in (self.root / "data").glob("chunk-*/file-*.parquet"):
+            match = DATA_FILE.search(path.as_posix())
+            if match:
+                found.append((int(match.group(1)) * CHUNKS_SIZE + int(match.group(2)), path))
+        return sorted(found)
+
+    def partial_episodes(self) -> list[int]:
+        """Indices of episodes left in progress (being recorded now, or cut off by a crash)."""
+        found = []
+        for folder in (self.root / ".in_progress").glob("episode_*"):
+            match = IN_PROGRESS.match(folder.name)
+            if match and folder.is_dir():
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class LegacyLayout(Layout):
+    """Runs recorded before the v3.0 layout: LeRobot v2.1 paths, read-only (`dsrl-real export` converts them)."""
+
+    legacy = True
+
+    @property
+    def episodes(self) -> Path:
+        return self.meta / "episodes.jsonl"
+
+    def data_path(self, index: int) -> Path:
+        return self.root / f"data/chunk-{index // CHUNKS_SIZE:03d}/episode_{index:06d}.parquet"
+
+    def video_path(self, index: int, camera: str) -> Path:
+        return self.root / f"videos/chunk-{index // CHUNKS_SIZE:03d}/{video_key(camera)}/episode_{index:06d}.mp4"
 
     def partial_dir(self, index: int) -> Path:
         return self.data_path(index).with_suffix(".partial")
@@ -85,22 +152,30 @@ class Layout:
         return self.video_path(index, camera).with_suffix(".partial.mp4")
 
     def data_files(self) -> list[tuple[int, Path]]:
-        """(index, path) of every sealed episode table on disk, whether meta/episodes.jsonl names it or not."""
         found = []
         for path in (self.root / "data").glob("chunk-*/episode_*.parquet"):
-            match = DATA_FILE.match(path.name)
+            match = re.match(r"episode_(\d+)\.parquet$", path.name)
             if match:
                 found.append((int(match.group(1)), path))
         return sorted(found)
 
     def partial_episodes(self) -> list[int]:
-        """Indices of episodes left in progress (being recorded now, or cut off by a crash)."""
         found = []
         for folder in (self.root / "data").glob("chunk-*/episode_*.partial"):
-            match = PARTIAL_DIR.match(folder.name)
+            match = re.match(r"episode_(\d{6})\.partial$", folder.name)
             if match and folder.is_dir():
                 found.append(int(match.group(1)))
         return sorted(found)
+
+
+def layout_of(root: str | Path) -> Layout:
+    """The layout a recorded run was written in: v2.1 runs have meta/episodes.jsonl and no v3.0 records."""
+    root = Path(root)
+    legacy = LegacyLayout(root)
+    if legacy.episodes.is_file() and not Layout(root).episodes.is_file():
+        return legacy
+    info = read_json(root / "meta" / "info.json", {}) or {}
+    return legacy if str(info.get("codebase_version", "")).startswith("v2") else Layout(root)
 
 
 def jsonable(value: Any) -> Any:

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 
 from ..data.episodes import Episode, NoEpisodesError, load_episode_folder
 from .columns import column_shape, read_stream_dir
-from .layout import Layout, RecordingError, read_json, read_jsonl
+from .features import unmask
+from .layout import Layout, RecordingError, layout_of, read_json, read_jsonl
 from .video import read_video
 
 OBS_PREFIX, IMAGE_PREFIX = "observation.", "observation.images."
@@ -56,6 +57,11 @@ def _check(path: Path, name: str, expected: int | None, count, unit: str) -> lis
 
 def is_recording(path: str | Path) -> bool:
     return Layout(Path(path)).run.is_file()
+
+
+def is_legacy(path: str | Path) -> bool:
+    """Whether `path` is a run recorded in the older LeRobot v2.1 layout (`dsrl-real export` converts it)."""
+    return is_recording(path) and layout_of(path).legacy
 
 
 @dataclass
@@ -144,14 +150,14 @@ def _column(table: pa.Table, name: str, rows: int) -> np.ndarray:
 
 class RecordedRun:
     def __init__(self, run_dir: str | Path):
-        self.layout = Layout(Path(run_dir))
+        self.layout = layout_of(run_dir)
         if not self.layout.run.is_file():
             raise RecordingError(f"'{run_dir}' holds no recorded episodes (no meta/run.json); "
                                  "record a run into it first, or give the run's output folder.")
         self.run_meta = read_json(self.layout.run)
         self.info = read_json(self.layout.info, {})
-        self.tasks = [t["task"] for t in read_jsonl(self.layout.tasks)]
         sealed = read_jsonl(self.layout.episodes)
+        self.tasks = list(dict.fromkeys(t for r in sealed for t in r.get("tasks", [])))
         done = {r["episode_index"] for r in sealed}
         live = [self._in_progress(i) for i in self.layout.partial_episodes() if i not in done]
         self.records: list[dict] = sorted(sealed + live, key=lambda r: r["episode_index"])
@@ -196,9 +202,10 @@ class RecordedRun:
             return read_stream_dir(self.layout.partial_dir(index))
         path = self.layout.data_path(index)
         try:
-            return pq.read_table(path)
+            table = pq.read_table(path)
         except (OSError, pa.ArrowException) as err:
             raise RecordingError(f"'{path}', the table of episode {index}, is {_fault(err)}; {RESTORE}.") from err
+        return table if self.layout.legacy else unmask(table, self.info.get("features", {}))
 
     def _name(self, path: Path) -> str:
         return f"'{path.relative_to(self.root)}'"
@@ -221,8 +228,9 @@ class RecordedRun:
         known = {r["episode_index"] for r in self.records}
         for index, path in self.layout.data_files():
             if index not in known:
-                problems.append(f"{self._name(path)} has no record in meta/episodes.jsonl; move it out of the run folder "
-                                "before recording more into it, or restore meta/episodes.jsonl from a copy.")
+                records = self._name(self.layout.episodes)
+                problems.append(f"{self._name(path)} has no record in {records}; move it out of the run folder "
+                                f"before recording more into it, or restore {records} from a copy.")
         return problems
 
     def video_path(self, index: int, camera: str) -> Path | None:
@@ -243,6 +251,13 @@ class RecordedRun:
         except Exception as err:  # PyAV and imageio raise many types for a damaged file
             raise RecordingError(f"'{path}', the '{camera}' video of episode {index}, is {_fault(err)}; {RESTORE}.") from err
 
+    def frame_shape(self, index: int, camera: str, default: tuple[int, int]) -> tuple[int, int]:
+        """The size of the camera's frames in episode `index` (videos are padded to even sizes)."""
+        recorded = (self.record(index).get("frame_shapes") or {}).get(camera)
+        if recorded:
+            return tuple(recorded)
+        return tuple(self.info.get("features", {}).get(f"{IMAGE_PREFIX}{camera}", {}).get("shape", default)[:2])
+
     def episode(self, index: int, images: bool = False) -> RecordedEpisode:
         record, table = self.record(index), self.table(index)
         rows = table.num_rows
@@ -257,7 +272,7 @@ class RecordedRun:
         if images:
             for camera in self.cameras:
                 frames = self.frames(index, camera)
-                height, width = self.info.get("features", {}).get(f"{IMAGE_PREFIX}{camera}", {}).get("shape", frames.shape[1:3])[:2]
+                height, width = self.frame_shape(index, camera, frames.shape[1:3])
                 if len(frames) < rows:
                     raise RecordingError(f"Episode {index} has {len(frames)} frames of camera '{camera}' for {rows} steps; "
                                          "it was cut off, leave it out (include_partial=False).")

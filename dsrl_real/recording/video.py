@@ -40,7 +40,9 @@ class VideoStream:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), mode="w", format="mp4",
                                   options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
-        stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        rate = Fraction(self.fps).limit_denominator(1001)
+        stream = self._container.add_stream("libx264", rate=rate)
+        self._time_base = 1 / rate
         stream.width, stream.height = width + width % 2, height + height % 2  # yuv420p needs even sizes
         stream.pix_fmt = "yuv420p"
         gop = max(1, round(self.fps))  # a keyframe, hence a readable fragment, every second
@@ -57,7 +59,10 @@ class VideoStream:
             raise RecordingError(f"Camera frames changed size from {self.shape} to {frame.shape[:2]} within an episode.")
         if frame.shape[0] % 2 or frame.shape[1] % 2:
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        image = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        # Frame k at exactly k / fps: LeRobot finds a row's frame by its timestamp, within 1e-4 s.
+        image.pts, image.time_base = self.frames, self._time_base
+        for packet in self._stream.encode(image):
             self._container.mux(packet)
         self.frames += 1
 
@@ -82,6 +87,7 @@ def finalize_video(partial: Path, final: Path) -> int:
     import av
 
     tmp = final.with_name(final.name + ".tmp")
+    final.parent.mkdir(parents=True, exist_ok=True)
     frames = 0
     try:
         with av.open(str(partial)) as src:
@@ -106,6 +112,33 @@ def finalize_video(partial: Path, final: Path) -> int:
         os.fsync(f.fileno())
     os.replace(tmp, final)
     return frames
+
+
+def rebuild_video(source: Path | None, final: Path, fps: float, frames: int, shape: tuple[int, int], crf: int = 23) -> int:
+    """Re-encode a camera's episode video to exactly `frames` frames (LeRobot has one per row): what
+    `source` decodes to, cut to `frames` or padded by repeating its last frame, black frames of
+    `shape` where nothing decodes. Returns how many frames came from `source`."""
+    decoded = np.zeros((0, *shape, 3), np.uint8)
+    if source is not None and source.is_file():
+        try:
+            decoded = read_frames(source)[0][:, : shape[0], : shape[1]]
+        except Exception:  # noqa: BLE001 - PyAV raises many types for a damaged file; nothing decodable
+            decoded = np.zeros((0, *shape, 3), np.uint8)
+    if len(decoded) == 0:
+        decoded = np.zeros((1, *shape, 3), np.uint8)
+        kept = 0
+    else:
+        kept = min(len(decoded), frames)
+    scratch = final.with_name(final.name + ".rebuild")
+    stream = VideoStream(scratch, fps, crf)
+    try:
+        for k in range(frames):
+            stream.write(decoded[min(k, len(decoded) - 1)])
+        stream.close()
+        finalize_video(scratch, final)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return kept
 
 
 def read_video(path: str | Path) -> np.ndarray:

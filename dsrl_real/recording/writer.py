@@ -1,4 +1,4 @@
-"""`RunRecorder`: every episode of a run written to disk while it happens, in the LeRobot layout.
+"""`RunRecorder`: every episode of a run written to disk while it happens, as a LeRobot v3.0 dataset.
 
     rec = RunRecorder(run_dir, cameras=["third_person", "wrist"], fps=5.0, meta={"robot_type": "wx250s"})
     ep = rec.begin_episode(kind="train", seed=3, instruction="pull the drawer out")
@@ -11,9 +11,13 @@
 One row per observation: row t holds o_t, the action taken from it and what that step produced
 (`reward`, timings, safety); the final observation's row has no action. Every row is flushed to
 the OS as it is added and every frame encoded as it arrives, so a SIGKILL loses at most the step
-in flight; reopening the run directory seals such an episode as `partial`. A `with` block around
-an episode seals it as partial on an exception (Ctrl-C included). Sealed episodes and the meta
-files are only ever replaced atomically. A run directory has one writer at a time (runlock.py).
+in flight; reopening the run directory seals such an episode as `partial` (an episode cut off
+before its first row leaves nothing). A `with` block around an episode seals it as partial on an
+exception (Ctrl-C included). Sealing writes the episode as LeRobot stores it (features.py: declared
+shapes, no nulls, `valid.<name>` masks) with one video frame per row. Sealed episodes and the meta
+files are only ever replaced atomically, and earlier episodes' files change only when a later
+episode brings a new column (they gain it, masked as absent). A run directory has one writer at a
+time (runlock.py).
 """
 
 from __future__ import annotations
@@ -31,16 +35,14 @@ import pyarrow.parquet as pq
 
 from ..runlock import RunLock
 from ..storage import atomic_file
-from .columns import StepStream, column_shape, feature_dtype, flatten_step, read_stream_dir
+from .columns import StepStream, column_shape, flatten_step, read_stream_dir
+from .features import DEFAULTS, MASK, conform, episode_features
 from .labels import score_label
 from .layout import (
-    CHUNKS_SIZE,
-    CODEBASE_VERSION,
-    DATA_PATH,
     FORMAT,
     KINDS,
-    VIDEO_PATH,
     Layout,
+    LegacyLayout,
     RecordingError,
     read_json,
     read_jsonl,
@@ -49,9 +51,13 @@ from .layout import (
     write_jsonl,
     write_scratch_json,
 )
-from .video import CODEC, FrameWorker, VideoStream, check_frame, finalize_video
+from .meta import read_episode_stats, video_feature, write_meta
+from .stats import image_stats, table_stats
+from .video import CODEC, FrameWorker, VideoStream, check_frame, finalize_video, probe_video, read_frames, rebuild_video
 
-AUTO_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index", "wall_time")
+AUTO_COLUMNS = (*DEFAULTS, "wall_time_ns")
+STATS_FRAMES = 64  # frames per camera per episode that its pixel statistics sample
+STATS_PIXELS = 96 * 96
 
 
 class RunRecorder:
@@ -87,6 +93,9 @@ class RunRecorder:
 
     # -- run state ---------------------------------------------------------------------------------
     def _open_run(self, meta: dict) -> None:
+        if LegacyLayout(self.layout.root).episodes.is_file() and not self.layout.episodes.is_file():
+            raise RecordingError(f"'{self.layout.root}' was recorded in the older LeRobot v2.1 layout; convert it with "
+                                 f"`dsrl-real export {self.layout.root} NEW_DIR` and record into NEW_DIR, or choose another run directory.")
         run = read_json(self.layout.run)
         if run is None:
             if self.layout.info.exists():
@@ -98,9 +107,19 @@ class RunRecorder:
                                  f"record with the same cameras and rate, or choose another run directory.")
         self.run_meta = run
         self.records: list[dict] = read_jsonl(self.layout.episodes)
-        self.tasks: list[str] = [t["task"] for t in read_jsonl(self.layout.tasks)]
-        info = read_json(self.layout.info, {})
+        self.tasks: list[str] = []
+        for record in self.records:
+            for task in record.get("tasks", []):
+                if task not in self.tasks:
+                    self.tasks.append(task)
+        info = read_json(self.layout.info, {}) or {}
         self.features: dict[str, dict] = dict(info.get("features", {}))
+        self.stats = read_episode_stats(self.layout)
+        pending = read_json(self.layout.migration)
+        if pending is not None:  # a crash while earlier episodes were gaining a column
+            self._migrate(pending["features"])
+        if self.records:  # heals a crash between our records and LeRobot's meta files
+            self._write_meta()
 
     @property
     def run_dir(self) -> Path:
@@ -115,7 +134,6 @@ class RunRecorder:
     def _task_index(self, instruction: str) -> int:
         if instruction not in self.tasks:
             self.tasks.append(instruction)
-            write_jsonl(self.layout.tasks, [{"task_index": i, "task": t} for i, t in enumerate(self.tasks)])
         return self.tasks.index(instruction)
 
     # -- episodes ----------------------------------------------------------------------------------
@@ -125,9 +143,11 @@ class RunRecorder:
         if self._active is not None:
             raise RecordingError(f"Episode {self._active.index} is still being recorded; finish or abort it first.")
         index = self.next_index
-        first_frame = sum(r["length"] for r in self.records)
-        self._active = EpisodeRecording(self, index, kind, seed, instruction, self._task_index(instruction), first_frame)
+        self._active = EpisodeRecording(self, index, kind, seed, instruction, self._task_index(instruction), self._first_frame(index))
         return self._active
+
+    def _first_frame(self, index: int) -> int:
+        return sum(r["length"] for r in self.records if r["episode_index"] < index)
 
     def update_labels(self, episode_index: int, labels: dict[str, Any]) -> dict:
         """Add or replace backends' labels of a sealed episode (e.g. a late human label)."""
@@ -152,29 +172,110 @@ class RunRecorder:
     def _seal(self, index: int, begin: dict, outcome: dict | None, interruption: str | None = None,
               shapes: dict[str, tuple[int, int]] | None = None) -> dict:
         """Turn an in-progress episode into final files and a record; idempotent, so a crash at any
-        point leaves something the next `_recover` can finish."""
+        point leaves something the next `_recover` can finish. An episode with no row leaves nothing."""
         folder = self.layout.partial_dir(index)
         if outcome is None:  # `finish` may have recorded the outcome before an earlier attempt to seal failed
             outcome = read_json(folder / "finish.json")
             interruption = interruption if outcome is None else None
         table = read_stream_dir(folder)
+        if table.num_rows == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            return {"episode_index": index, "length": 0, "partial": True, "dropped": True}
+        rows = table.num_rows
+        frames, padded, frame_shapes = {}, {}, {}
+        for camera in self.cameras:
+            frames[camera], padded[camera], frame_shapes[camera] = self._seal_video(index, camera, rows, (shapes or {}).get(camera))
+        features = episode_features(table, self.features)
+        for camera in self.cameras:
+            key = video_key(camera)
+            if key not in features and self.layout.video_path(index, camera).is_file():
+                probed = probe_video(self.layout.video_path(index, camera))
+                features[key] = video_feature(probed.height, probed.width, self.fps, "yuv420p", CODEC)
+        earlier = [r for r in self.records if r["episode_index"] != index]
+        if earlier and self._data_changes(features):
+            self._migrate(features)
+        self.features = features
+        task_index = self._task_index(begin.get("instruction", ""))
+        conformed = conform(table, features, episode_index=index, first_index=self._first_frame(index),
+                            task_index=task_index, fps=self.fps)
         with atomic_file(self.layout.data_path(index)) as f:
-            pq.write_table(table, f)
-        frames = {}
-        for camera in self.cameras:
-            partial = self.layout.partial_video(index, camera)
-            if partial.exists():
-                frames[camera] = finalize_video(partial, self.layout.video_path(index, camera))
+            pq.write_table(conformed, f)
+        self.stats[index] = self._episode_stats(index, conformed)
         record = self._record(index, begin, outcome, table, frames, interruption)
-        self._update_features(table.schema, frames, index, shapes or {})
-        self.records = [r for r in self.records if r["episode_index"] != index] + [record]
-        self.records.sort(key=lambda r: r["episode_index"])
+        record["frame_shapes"] = {c: list(s) for c, s in frame_shapes.items() if s is not None}
+        if any(padded.values()):  # frames lost in a crash: the video repeats the last one that was kept
+            record["padded_frames"] = {c: n for c, n in padded.items() if n}
+        self.records = sorted(earlier + [record], key=lambda r: r["episode_index"])
         write_jsonl(self.layout.episodes, self.records)
-        write_json(self.layout.info, self.info())
-        for camera in self.cameras:
-            self.layout.partial_video(index, camera).unlink(missing_ok=True)
+        self._write_meta()
         shutil.rmtree(folder, ignore_errors=True)
         return record
+
+    def _seal_video(self, index: int, camera: str, rows: int, shape: tuple[int, int] | None) -> tuple[int, int, tuple[int, int] | None]:
+        """The camera's final video with exactly one frame per row (a cut-off one padded with its last
+        frame); returns the frames it holds, how many of them are padding, and the frames' size."""
+        partial, final = self.layout.partial_video(index, camera), self.layout.video_path(index, camera)
+        recorded = finalize_video(partial, final) if partial.exists() else 0
+        if recorded == rows:
+            return rows, 0, shape or self._frame_shape(camera)
+        if shape is None:
+            probed = probe_video(final) if recorded else None
+            shape = self._frame_shape(camera) or (probed and (probed.height, probed.width))
+        if shape is None:
+            return 0, 0, None  # no frame ever came from this camera: its size is unknown
+        kept = rebuild_video(final if recorded else None, final, self.fps, rows, shape, self.crf)
+        return rows, rows - kept, shape
+
+    def _frame_shape(self, camera: str) -> tuple[int, int] | None:
+        feature = self.features.get(video_key(camera))
+        for record in reversed(self.records):
+            if camera in record.get("frame_shapes", {}):
+                return tuple(record["frame_shapes"][camera])
+        return tuple(feature["shape"][:2]) if feature else None
+
+    def _data_changes(self, features: dict) -> bool:
+        """Whether earlier episodes' tables must change to fit `features` (a new column, mask or type)."""
+        def data(fs: dict) -> dict:
+            return {n: (f["dtype"], f["shape"]) for n, f in fs.items() if f["dtype"] != "video"}
+        return data({**DEFAULTS, **self.features}) != data(features)
+
+    def _migrate(self, features: dict) -> None:
+        """Give every sealed episode's table the columns of `features` (values it did not have are
+        masked as absent); a marker file lets a crash midway be finished on the next open."""
+        write_json(self.layout.migration, {"features": features})
+        for record in self.records:
+            index = record["episode_index"]
+            path = self.layout.data_path(index)
+            table = conform(pq.read_table(path), features, episode_index=index, first_index=self._first_frame(index),
+                            task_index=self._task_index(record.get("instruction", "")), fps=self.fps)
+            with atomic_file(path) as f:
+                pq.write_table(table, f)
+            self.stats[index] = self._episode_stats(index, table, features)
+        self.features = features
+        self._write_meta()
+        self.layout.migration.unlink(missing_ok=True)
+
+    def _episode_stats(self, index: int, table: pa.Table, features: dict | None = None) -> dict:
+        features = features or self.features
+        stats = table_stats(table, features)
+        for camera in self.cameras:
+            path = self.layout.video_path(index, camera)
+            if video_key(camera) in features and path.is_file():
+                count = probe_video(path).frames
+                picks = np.unique(np.linspace(0, count - 1, min(count, STATS_FRAMES)).round().astype(int))
+                stats[video_key(camera)] = image_stats(read_frames(path, picks, STATS_PIXELS)[0])
+        return stats
+
+    def _write_meta(self) -> None:
+        for record in self.records:
+            index = record["episode_index"]
+            if index not in self.stats or set(self.stats[index]) != self._stat_names():
+                self.stats[index] = self._episode_stats(index, pq.read_table(self.layout.data_path(index)))
+        write_meta(self.layout, self.records, self.tasks, self.features, self.stats, self.fps,
+                   self.run_meta.get("meta", {}).get("robot_type"), self.cameras)
+
+    def _stat_names(self) -> set[str]:
+        return {n for n, f in self.features.items() if f["dtype"] not in ("string", "image")}
 
     def _record(self, index: int, begin: dict, outcome: dict | None, table: pa.Table, frames: dict, interruption: str | None) -> dict:
         columns = table.column_names
@@ -182,7 +283,7 @@ class RunRecorder:
         finished = outcome["finished_at"] if outcome is not None else None
         # The episode's robot time runs from begin_episode to its last recorded row: the time spent
         # scoring it afterwards (shadow backends, a human typing a label) does not count.
-        last_row = float(pc.max(table.column("wall_time")).as_py()) if "wall_time" in columns and table.num_rows else None
+        last_row = pc.max(table.column("wall_time_ns")).as_py() / 1e9 if "wall_time_ns" in columns and table.num_rows else None
         end = last_row if last_row is not None else finished
         record = {
             "episode_index": index, "tasks": [begin.get("instruction", "")], "length": table.num_rows,
@@ -206,47 +307,42 @@ class RunRecorder:
             record.update(outcome.get("extra", {}))
         return record
 
-    def _update_features(self, schema: pa.Schema, frames: dict, index: int, shapes: dict) -> None:
-        for f in schema:
-            if f.name not in self.features or self.features[f.name].get("dtype") == "null":
-                self.features[f.name] = {"dtype": feature_dtype(f), "shape": column_shape(f), "names": None}
-        for camera, count in frames.items():
-            key = video_key(camera)
-            if count and key not in self.features:
-                self.features[key] = self._video_feature(self.layout.video_path(index, camera), shapes.get(camera))
-
-    def _video_feature(self, path: Path, shape: tuple[int, int] | None) -> dict:
-        """The camera's feature; `shape` is the frames' own size where the video is padded to even sizes."""
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            height, width, pix_fmt = stream.codec_context.height, stream.codec_context.width, stream.codec_context.pix_fmt
-        frame_height, frame_width = shape or (height, width)
-        return {"dtype": "video", "shape": [frame_height, frame_width, 3], "names": ["height", "width", "channel"],
-                "info": {"video.fps": self.fps, "video.height": height, "video.width": width, "video.channels": 3,
-                         "video.codec": CODEC, "video.pix_fmt": pix_fmt, "video.is_depth_map": False, "has_audio": False}}
-
-    def info(self) -> dict:
-        """meta/info.json: LeRobot's fields, then ours."""
-        n = len(self.records)
-        last = max((r["episode_index"] for r in self.records), default=-1)
-        fps = int(self.fps) if self.fps.is_integer() else self.fps
-        return {
-            "codebase_version": CODEBASE_VERSION, "robot_type": self.run_meta.get("meta", {}).get("robot_type"),
-            "total_episodes": n, "total_frames": sum(r["length"] for r in self.records), "total_tasks": len(self.tasks),
-            "total_videos": sum(1 for r in self.records for c in r.get("frames", {}).values() if c),
-            "total_chunks": last // CHUNKS_SIZE + 1 if n else 0, "chunks_size": CHUNKS_SIZE, "fps": fps,
-            "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH if self.cameras else None,
-            "features": self.features, "dsrl_real_format": FORMAT,
-        }
+    def import_episode(self, record: dict, table: pa.Table, frames: dict[str, np.ndarray]) -> dict:
+        """Append an episode recorded elsewhere (`dsrl-real export`): its free-form rows, its frames
+        per camera and its record (outcome, labels, timings), sealed like one recorded here."""
+        if self._active is not None:
+            raise RecordingError(f"Episode {self._active.index} is still being recorded; finish or abort it first.")
+        index = self.next_index
+        folder = self.layout.partial_dir(index)
+        begin = {"kind": record.get("kind"), "seed": record.get("seed"), "instruction": record.get("instruction", ""),
+                 "started_at": record.get("started_at")}
+        write_scratch_json(folder / "episode.json", {"episode_index": index, **begin})
+        stream = StepStream(folder, declared=self.features)
+        arrays = {f.name: (np.dtype(f.type.value_type.to_pandas_dtype()), column_shape(f)) for f in table.schema
+                  if pa.types.is_list(f.type)}
+        for row in table.to_pylist():
+            stream.write({k: np.asarray(v, arrays[k][0]).reshape(arrays[k][1]) if k in arrays else v
+                          for k, v in row.items() if v is not None and k not in DEFAULTS})
+        stream.close()
+        for camera, video in frames.items():
+            out = VideoStream(self.layout.partial_video(index, camera), self.fps, self.crf)
+            for frame in video:
+                out.write(frame)
+            out.close()
+        outcome = None
+        if not record.get("partial"):
+            known = {"episode_index", "tasks", "length", "kind", "seed", "instruction", "partial", "success", "terminated",
+                     "truncated", "steps", "labels", "started_at", "finished_at", "wall_time_s", "frames", "in_progress"}
+            outcome = {"success": record.get("success"), "terminated": bool(record.get("terminated")),
+                       "truncated": bool(record.get("truncated")), "labels": record.get("labels", {}),
+                       "finished_at": record.get("finished_at"), "extra": {k: v for k, v in record.items() if k not in known}}
+        shapes = {c: v.shape[1:3] for c, v in frames.items() if len(v)}
+        return self._seal(index, begin, outcome, record.get("interruption"), shapes)
 
     def _recover(self, index: int) -> None:
         """Seal an episode a crash left in progress: complete if `finish` had been called, else partial."""
         folder = self.layout.partial_dir(index)
         if any(r["episode_index"] == index for r in self.records):  # sealed; only the cleanup was cut off
-            for camera in self.cameras:
-                self.layout.partial_video(index, camera).unlink(missing_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             return
         begin = read_json(folder / "episode.json", {}) or {}
@@ -292,7 +388,7 @@ class EpisodeRecording:
         self._folder = layout.partial_dir(index)
         write_scratch_json(self._folder / "episode.json", {"episode_index": index, "kind": kind, "seed": seed,
                                                    "instruction": instruction, "started_at": self.started_at})
-        self._stream = StepStream(self._folder)
+        self._stream = StepStream(self._folder, declared=recorder.features)
         self._videos = {c: VideoStream(layout.partial_video(index, c), recorder.fps, recorder.crf) for c in recorder.cameras}
         self._sealed: dict | None = None
 
@@ -302,12 +398,15 @@ class EpisodeRecording:
         self._check_open()
         row: dict[str, Any] = {
             "timestamp": np.float32(self.rows / self._rec.fps), "frame_index": self.rows, "episode_index": self.index,
-            "index": self._first_frame + self.rows, "task_index": self._task_index, "wall_time": time.time(),
+            "index": self._first_frame + self.rows, "task_index": self._task_index, "wall_time_ns": time.time_ns(),
         }
         flat = flatten_step(columns)
         clash = sorted(set(flat) & set(AUTO_COLUMNS))
         if clash:
             raise RecordingError(f"Columns {clash} are filled in by the recorder; give your values other names.")
+        masks = sorted(name for name in flat if name.startswith(MASK))
+        if masks:
+            raise RecordingError(f"Column names starting with '{MASK}' ({', '.join(masks)}) are the recorder's masks; rename them.")
         row.update(flat)
         self._stream.write(row)
         self.rows += 1
@@ -331,8 +430,10 @@ class EpisodeRecording:
     def finish(self, success: bool, terminated: bool, truncated: bool, labels: dict[str, Any] | None = None,
                **extra: Any) -> dict:
         """Seal the episode with its outcome and every backend's label; returns its record (the line
-        in meta/episodes.jsonl). `extra` keys (e.g. safety_counts) go into the record as they are."""
+        in meta/dsrl_episodes.jsonl). `extra` keys (e.g. safety_counts) go into the record as they are."""
         self._check_open()
+        if self.rows == 0:
+            raise RecordingError(f"Episode {self.index} has no rows to seal; add_step at least once (the final observation) before finish.")
         outcome = {"success": bool(success), "terminated": bool(terminated), "truncated": bool(truncated),
                    "labels": {name: score_label(label) for name, label in (labels or {}).items()},
                    "finished_at": time.time(), "extra": extra}
