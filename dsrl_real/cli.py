@@ -36,6 +36,7 @@ from .policies import load_base_policy
 from .policies.pipeline import base_success, pretrain_from_demos
 from .policies.pretrain import POLICY_FILE, Pretrainer
 from .recording import load_episodes
+from .recording.export import export_run
 from .rollout import ChunkPlayback, gaussian_noise, random_policy, run_episode, scripted_expert, success_summary
 from .rollout.demos import collect_demos
 from .storage import write_atomic
@@ -214,6 +215,13 @@ def _cmd_audit(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    with _progress() as progress:
+        summary = export_run(args.source, args.target, progress)
+    print(json.dumps(summary))
+    return 0
+
+
 def _cmd_report(args) -> int:
     summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
     console = _table_console()
@@ -287,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
              config=False)
     _command(sub, "report", _cmd_report, "summary of a run: learning curve, success over time, agreement, robot time, safety",
              run_dir, out, config=False)
+    _command(sub, "export", _cmd_export, "convert a run recorded in the older LeRobot v2.1 layout into a LeRobot v3.0 dataset",
+             (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
+             (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
     return parser
 
