@@ -14,6 +14,7 @@ from dsrl_real.cli import main
 from dsrl_real.envs.robot_env import StaleFrameError
 from dsrl_real.envs.safety import EmergencyStop, UnsafeStateError
 from dsrl_real.policies.checkpoint import load_policy
+from dsrl_real.recording import RecordedRun
 from dsrl_real.robots.widowx import WidowXRobot
 
 
@@ -62,7 +63,8 @@ def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_pa
     first = json.loads(Path(report["json"]).read_text())["learning_curve"][0]  # the curve starts at the base policy
     assert (first["env_steps"], first["success_rate"], first["ci95"]) == (0, out["base_success_rate"], out["base_success_ci95"])
     assert Path(out["policy"]).is_file()
-    assert len(list((Path(out["run_dir"]) / "demos").glob("episode_*.npz"))) == 3
+    demos = RecordedRun(Path(out["run_dir"]) / "demos")  # a LeRobot dataset
+    assert len(demos.records) == 3 and {r["kind"] for r in demos.records} == {"demo"}
     # The pretrained policy drives the robot through `rollout --policy base`.
     assert main(["rollout", "--policy", "base", f"policy.checkpoint={out['policy']}", "run.episodes=1", "cameras=[]"]) == 0
     assert _last_json(capsys)["episodes"] == 1
@@ -201,10 +203,14 @@ def test_a_bug_is_one_line_pointing_to_its_saved_traceback_and_raises_with_debug
 def test_an_out_dir_that_is_a_file_is_one_sentence(tmp_path, capsys):
     file = tmp_path / "notes.txt"
     file.write_text("not a folder")
-    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]"]) == 2
+    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]", "demos.format=npz"]) == 2
     err = capsys.readouterr().err  # after the progress bar's line
     assert "Traceback" not in err and err.endswith(
         f"\ndsrl-real: '{file / 'demos'}' runs through a file where a folder was expected; choose another path.\n")
+    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]"]) == 2  # a recording
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.endswith(
+        f"\ndsrl-real: Cannot write into '{file / 'demos'}' (Not a directory); choose another run directory.\n")
     assert file.read_text() == "not a folder"
 
 

@@ -151,9 +151,9 @@ class DemosConfig:
     episodes: int = checked(20, EPISODES)
     expert_noise: float = checked(0.3, "[0, 10]")
     successful_only: bool = False
-    # npz: one .npz per episode | lerobot: recorded like any run (recording.RunRecorder: parquet + mp4
-    # videos, kind "demo", failed attempts kept); pretraining reads either
-    format: Literal["npz", "lerobot"] = "npz"
+    # lerobot: a LeRobot v3.0 dataset, recorded like any run (recording.RunRecorder: parquet + mp4 videos,
+    # kind "demo", failed attempts kept) | npz: one .npz per episode; pretraining reads either
+    format: Literal["lerobot", "npz"] = "lerobot"
 
 
 @dataclass

@@ -7,14 +7,26 @@ from pathlib import Path
 from ..config import Config, ConfigError
 from ..data.episodes import save_episode
 from ..envs.make import build_env
-from ..recording import RunRecorder
+from ..recording import RunRecorder, is_recording
 from ..run_folder import TRAINING_FILES, present
 from .hooks import Transitions
 from .loop import run_episode
 from .policies import scripted_expert
 from .record import record_episode
 
-DEMO_FORMATS = ("npz", "lerobot")
+DEMO_FORMATS = ("lerobot", "npz")
+
+
+def _check_format_of_folder(folder: Path, demo_format: str) -> None:
+    """Demos go on in the format a folder already holds: pretraining reads a folder's recording, or
+    else its .npz files, never both, so a mixed folder would hide one kind."""
+    npz = folder.is_dir() and any(folder.glob("episode_*.npz"))
+    if demo_format == "lerobot" and npz:
+        raise ConfigError(f"demos.out_dir '{folder}' holds .npz demos; add to them with demos.format=npz, or choose another "
+                          "demos.out_dir for a LeRobot recording.")
+    if demo_format == "npz" and is_recording(folder):
+        raise ConfigError(f"demos.out_dir '{folder}' holds a LeRobot recording; add to it with demos.format=lerobot, or choose "
+                          "another demos.out_dir for .npz demos.")
 
 
 def collect_demos(cfg: Config, progress=None) -> list[Path]:
@@ -26,6 +38,7 @@ def collect_demos(cfg: Config, progress=None) -> list[Path]:
     if held:
         raise ConfigError(f"demos.out_dir '{cfg.demos.out_dir}' holds a training run ({', '.join(held)}); demonstrations "
                           "go into a folder of their own: choose another demos.out_dir.")
+    _check_format_of_folder(Path(cfg.demos.out_dir), cfg.demos.format)
     env = build_env(cfg)
     act = scripted_expert(env, cfg.demos.expert_noise, seed=cfg.run.seed)
     task = progress.add_task("collecting demos", total=cfg.demos.episodes) if progress else None
