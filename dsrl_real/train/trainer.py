@@ -81,6 +81,7 @@ class DSRLTrainer:
                  reward_backend: RewardBackend | None = None):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
+        self.base_eval: dict[str, Any] | None = None  # the step-0 evaluation of the base policy, once run
         self.env = env or build_env(cfg)
         if cfg.train.action_space_baseline:
             self.policy: BasePolicy = ActionSpacePolicy(self.env.action_space.low, self.env.action_space.high)
@@ -234,7 +235,7 @@ class DSRLTrainer:
     def evaluate(self, episodes: int, seed: int = EVAL_SEED, base: bool = False) -> dict[str, Any]:
         """The actor's mean noise (deterministic) on fixed evaluation scenes; each trial recorded as kind eval.
         `base`: the base policy itself, w ~ N(0, I) from one stream seeded with `seed`, drawn as
-        policies.pipeline.base_success (what `dsrl-real demo` reports) draws it, so the two agree."""
+        policies.pipeline.base_success (the benchmarks' base success) draws it, so the two agree."""
         with self._writing("an evaluation"):
             return self._evaluate(episodes, seed, base)
 
@@ -429,8 +430,12 @@ class DSRLTrainer:
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
-            return {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,
-                    "final_success_rate": final["success_rate"], "final_ci95": final["ci95"]}
+            result = {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,
+                      "final_success_rate": final["success_rate"], "final_ci95": final["ci95"]}
+            if self.base_eval is not None:  # this run's step-0 evaluation of the base policy
+                result.update(base_success_rate=self.base_eval["success_rate"], base_ci95=self.base_eval["ci95"],
+                              base_episodes=self.base_eval["episodes"])
+            return result
         except (EmergencyStop, KeyboardInterrupt):
             self.learner.join()  # a Ctrl-C may have cut the join above short
             self._finish_episodes()  # everything finished before the stop is kept, once
@@ -510,6 +515,7 @@ class DSRLTrainer:
         result = self.evaluate(self.cfg.train.eval_episodes, base=base)
         if base:
             result["base_policy"] = True
+            self.base_eval = result
         record = MetricsLogger.record("eval", self.env_steps, label=self.label, env_steps=self.env_steps, **result)
         if self.episodes:
             self._log_later(record)  # after the checkpoint that follows it: a resume before it evaluates again
