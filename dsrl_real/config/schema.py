@@ -236,7 +236,7 @@ class TrainConfig:
     video_every_episodes: int = checked(0, EPISODES)  # 0: no videos
     wandb: Literal["offline", "online", "disabled"] = "offline"
     action_space_baseline: bool = False  # plain SAC on the robot's actions instead of DSRL (a baseline)
-    record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (LeRobot v2.1 layout)
+    record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (a LeRobot v3.0 dataset)
     seed_runs: list[str] = checked([], nonempty=True)  # recorded run folders whose complete episodes seed the replay buffer
 
 

@@ -1,7 +1,7 @@
 """What the DSRL trainer writes about every episode it runs into its run folder (train.out_dir).
 
 Warm-start, training and evaluation episodes (and the trials of `dsrl-real eval`) go into the run
-folder through `RunRecorder`, in the LeRobot v2.1 layout, one row per env step while the episode
+folder through `RunRecorder`, as a LeRobot v3.0 dataset, one row per env step while the episode
 runs (rows.py); camera frames go to the videos; a last row holds the final observation.
 
 Labels arrive later than the episode: it is sealed with its outcome the moment it ends, before any
