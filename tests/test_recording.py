@@ -244,6 +244,8 @@ def test_reopening_a_run_continues_it_and_refuses_other_cameras_or_a_second_writ
     records = RecordedRun(tmp_path).records
     assert [r["episode_index"] for r in records] == [0, 1]
     assert records[0]["labels"]["human"] == {"score": 4, "success": True, "reward": 1.0, "valid": True}
+    lerobot_episodes = pd.read_parquet(tmp_path / "meta/episodes/chunk-000/file-000.parquet")  # where LeRobot users filter
+    assert [json.loads(labels) for labels in lerobot_episodes["dsrl/labels"]] == [r["labels"] for r in records]
 
 
 def test_a_table_on_disk_without_a_record_is_never_overwritten(tmp_path):

@@ -7,6 +7,7 @@ Each is replaced atomically; info.json, which makes the folder a dataset, is wri
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..storage import write_atomic
-from .layout import CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH, VIDEO_PATH, Layout, file_place, video_key, write_json
+from .layout import CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH, VIDEO_PATH, Layout, file_place, jsonable, video_key, write_json
 from .stats import dataset_stats
 
 # Per-episode values of our records that go into LeRobot's episodes table too, so that
-# `LeRobotDataset(..., episodes=...)` users can pick episodes by them.
+# `LeRobotDataset(..., episodes=...)` users can pick episodes by them; `dsrl/labels` is every
+# backend's label as JSON text.
 RECORD_COLUMNS = {"kind": pa.string(), "seed": pa.int64(), "partial": pa.bool_(), "success": pa.bool_()}
 
 
@@ -89,7 +91,12 @@ def episodes_table(records: list[dict], stats: dict[int, dict], cameras: list[st
     arrays["meta/episodes/file_index"] = pa.array([0] * len(records), pa.int64())
     for name, kind in RECORD_COLUMNS.items():
         arrays[f"dsrl/{name}"] = pa.array([r.get(name) for r in records], kind)
+    arrays["dsrl/labels"] = pa.array([json.dumps(jsonable(r.get("labels", {}))) for r in records], pa.string())
     return pa.table(arrays)
+
+
+def write_episodes_table(layout: Layout, records: list[dict], stats: dict[int, dict], cameras: list[str], fps: float) -> None:
+    write_atomic(layout.episodes_table, parquet_bytes(episodes_table(records, stats, cameras, fps)))
 
 
 def read_episode_stats(layout: Layout) -> dict[int, dict[str, dict[str, np.ndarray]]]:
@@ -113,7 +120,7 @@ def write_meta(layout: Layout, records: list[dict], tasks: list[str], features: 
                fps: float, robot_type: str | None, cameras: list[str]) -> None:
     """Every LeRobot meta file for the sealed `records`; info.json last."""
     write_tasks(layout, tasks)
-    write_atomic(layout.episodes_table, parquet_bytes(episodes_table(records, stats, cameras, fps)))
+    write_episodes_table(layout, records, stats, cameras, fps)
     totals = dataset_stats([stats[r["episode_index"]] for r in records if r["episode_index"] in stats])
     write_json(layout.stats, {name: {k: v.tolist() for k, v in s.items()} for name, s in totals.items()})
     write_json(layout.info, info(records, tasks, features, fps, robot_type, cameras))

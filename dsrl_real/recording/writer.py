@@ -51,7 +51,7 @@ from .layout import (
     write_jsonl,
     write_scratch_json,
 )
-from .meta import read_episode_stats, video_feature, write_meta
+from .meta import read_episode_stats, video_feature, write_episodes_table, write_meta
 from .stats import image_stats, table_stats
 from .video import CODEC, FrameWorker, VideoStream, check_frame, finalize_video, probe_video, read_frames, rebuild_video
 
@@ -155,6 +155,7 @@ class RunRecorder:
             if record["episode_index"] == episode_index:
                 record["labels"] = {**record.get("labels", {}), **{k: score_label(v) for k, v in labels.items()}}
                 write_jsonl(self.layout.episodes, self.records)
+                write_episodes_table(self.layout, self.records, self.stats, self.cameras, self.fps)
                 return record
         raise RecordingError(f"No sealed episode {episode_index} in '{self.layout.root}'; it has {len(self.records)} episodes.")
 
