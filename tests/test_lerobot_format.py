@@ -130,3 +130,19 @@ def test_the_rules_catch_what_broke_lerobot(tmp_path, break_it):
     rewrite(path, changes[break_it])
     with pytest.raises(AssertionError):
         lerobot_rules.check(tmp_path)
+
+
+def test_camera_stats_are_per_channel_over_the_frames_recorded(tmp_path):
+    frames = [np.stack([np.full((20, 30), 10 * t), np.full((20, 30), 100), np.full((20, 30), 250 - t)], -1).astype(np.uint8)
+              for t in range(6)]
+    with RunRecorder(tmp_path, ["front"], 5.0) as rec:
+        ep = rec.begin_episode("eval", 0, "x")
+        for frame in frames:
+            ep.add_frames({"front": frame})
+            ep.add_step(proprio=np.zeros(7, np.float32))
+        ep.finish(False, False, True)
+    stats = json.loads((tmp_path / "meta" / "stats.json").read_text())["observation.images.front"]
+    pixels = np.stack(frames).reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(np.ravel(stats["mean"]), pixels.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(np.ravel(stats["max"]), pixels.max(0), rtol=1e-9)
+    assert np.shape(stats["std"]) == (3, 1, 1) and stats["count"] == [6]

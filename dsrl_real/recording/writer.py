@@ -56,8 +56,15 @@ from .stats import image_stats, table_stats
 from .video import CODEC, FrameWorker, VideoStream, check_frame, finalize_video, probe_video, read_frames, rebuild_video
 
 AUTO_COLUMNS = (*DEFAULTS, "wall_time_ns")
-STATS_FRAMES = 64  # frames per camera per episode that its pixel statistics sample
+STATS_FRAMES = 64  # frames per camera per episode that its pixel statistics sample, when decoded
 STATS_PIXELS = 96 * 96
+THUMBNAIL_SIDE = 32
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """Every n-th pixel, about THUMBNAIL_SIDE per side: enough for a camera's pixel statistics."""
+    step = max(1, max(image.shape[:2]) // THUMBNAIL_SIDE)
+    return image[::step, ::step].copy()
 
 
 class RunRecorder:
@@ -171,7 +178,7 @@ class RunRecorder:
 
     # -- sealing -----------------------------------------------------------------------------------
     def _seal(self, index: int, begin: dict, outcome: dict | None, interruption: str | None = None,
-              shapes: dict[str, tuple[int, int]] | None = None) -> dict:
+              shapes: dict[str, tuple[int, int]] | None = None, pixels: dict[str, list] | None = None) -> dict:
         """Turn an in-progress episode into final files and a record; idempotent, so a crash at any
         point leaves something the next `_recover` can finish. An episode with no row leaves nothing."""
         folder = self.layout.partial_dir(index)
@@ -201,7 +208,7 @@ class RunRecorder:
                             task_index=task_index, fps=self.fps)
         with atomic_file(self.layout.data_path(index)) as f:
             pq.write_table(conformed, f)
-        self.stats[index] = self._episode_stats(index, conformed)
+        self.stats[index] = self._episode_stats(index, conformed, pixels=pixels)
         record = self._record(index, begin, outcome, table, frames, interruption)
         record["frame_shapes"] = {c: list(s) for c, s in frame_shapes.items() if s is not None}
         if any(padded.values()):  # frames lost in a crash: the video repeats the last one that was kept
@@ -256,12 +263,17 @@ class RunRecorder:
         self._write_meta()
         self.layout.migration.unlink(missing_ok=True)
 
-    def _episode_stats(self, index: int, table: pa.Table, features: dict | None = None) -> dict:
+    def _episode_stats(self, index: int, table: pa.Table, features: dict | None = None, pixels: dict[str, list] | None = None) -> dict:
+        """The episode's statistics; a camera's from the small copies of its frames kept while
+        recording (`pixels`, one per row), else from frames decoded from its video."""
         features = features or self.features
         stats = table_stats(table, features)
         for camera in self.cameras:
             path = self.layout.video_path(index, camera)
-            if video_key(camera) in features and path.is_file():
+            kept = (pixels or {}).get(camera, [])
+            if video_key(camera) in features and len(kept) == table.num_rows:
+                stats[video_key(camera)] = image_stats(np.stack(kept))
+            elif video_key(camera) in features and path.is_file():
                 count = probe_video(path).frames
                 picks = np.unique(np.linspace(0, count - 1, min(count, STATS_FRAMES)).round().astype(int))
                 stats[video_key(camera)] = image_stats(read_frames(path, picks, STATS_PIXELS)[0])
@@ -391,6 +403,7 @@ class EpisodeRecording:
                                                    "instruction": instruction, "started_at": self.started_at})
         self._stream = StepStream(self._folder, declared=recorder.features)
         self._videos = {c: VideoStream(layout.partial_video(index, c), recorder.fps, recorder.crf) for c in recorder.cameras}
+        self._pixels: dict[str, list[np.ndarray]] = {c: [] for c in recorder.cameras}  # small copies, for the statistics
         self._sealed: dict | None = None
 
     def add_step(self, **columns: Any) -> None:
@@ -420,7 +433,7 @@ class EpisodeRecording:
             if video is None:
                 raise RecordingError(f"Unknown camera '{camera}'; this run records {self._rec.cameras}.")
             image = np.array(check_frame(camera, frame), copy=True)
-            self._rec._run_job(lambda video=video, image=image: video.write(image))
+            self._rec._run_job(lambda video=video, image=image, kept=self._pixels[camera]: (video.write(image), kept.append(thumbnail(image))))
 
     def flush(self) -> None:
         """Wait until every frame added so far has been handed to its video file (rows are always
@@ -457,7 +470,7 @@ class EpisodeRecording:
         finally:
             begin = {"kind": self.kind, "seed": self.seed, "instruction": self.instruction, "started_at": self.started_at}
             shapes = {c: v.shape for c, v in self._videos.items() if v.shape is not None}
-            self._sealed = self._rec._seal(self.index, begin, outcome, reason, shapes)
+            self._sealed = self._rec._seal(self.index, begin, outcome, reason, shapes, self._pixels)
             self._rec._active = None
         return self._sealed
 
