@@ -37,7 +37,7 @@ def test_unknown_key_in_yaml_names_file_and_valid_keys(tmp_path):
 
 
 def test_unknown_top_level_key():
-    with pytest.raises(ConfigError, match="valid keys at the top level are: robot, cameras, safety, task, env, run, policy, demos, pretrain, agent, train, reward."):
+    with pytest.raises(ConfigError, match="valid keys at the top level are: robot, cameras, safety, task, env, run, policy, demos, pretrain, agent, train, reward, learner."):
         load_config(overrides=["robto.kind=sim"])
 
 

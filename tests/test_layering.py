@@ -17,7 +17,7 @@ LAZY_OK = frozenset({
     "rclpy", "launch", "launch_ros", "ament_index_python", "builtin_interfaces", "rcl_interfaces", "action_msgs",
     "geometry_msgs", "sensor_msgs", "std_msgs", "std_srvs", "control_msgs", "franka_msgs", "cv_bridge",
     "interbotix_common_modules", "interbotix_xs_modules", "interbotix_xs_msgs", "pyrealsense2",
-    "scipy", "matplotlib", "wandb", "stable_baselines3", "PIL", "av", "imageio", "termios", "tty", "pty",
+    "scipy", "matplotlib", "wandb", "stable_baselines3", "ray", "PIL", "av", "imageio", "termios", "tty", "pty",
 })
 
 

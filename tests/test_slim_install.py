@@ -35,7 +35,8 @@ EXTRAS = PROJECT["optional-dependencies"]
 # Distributions only extras bring (or their heavy dependencies), and the modules they install.
 EXTRA_ONLY = {"torch": "torch", "torchvision": "torchvision", "transformers": "transformers", "triton": "triton",
               "wandb": "wandb", "stable-baselines3": "stable_baselines3",
-              "pyrealsense2": "pyrealsense2", "huggingface-hub": "huggingface_hub", "tokenizers": "tokenizers"}
+              "pyrealsense2": "pyrealsense2", "huggingface-hub": "huggingface_hub", "tokenizers": "tokenizers",
+              "ray": "ray"}
 
 BLOCKER = f"""
 import importlib.abc, sys
@@ -131,6 +132,7 @@ def test_the_default_dependencies_name_no_extra_only_package_and_the_extras_brin
     assert {_name(r) for r in EXTRAS["rewards"]} == {"torch", "torchvision", "transformers"}
     assert {_name(r) for r in EXTRAS["bench"]} == {"stable-baselines3", "torch"}
     assert {_name(r) for r in EXTRAS["wandb"]} == {"wandb"}
+    assert {_name(r) for r in EXTRAS["ray"]} == {"ray"}
     assert re.search(r'\[rewards\]"', INSTALL_HINT) and re.search(r'\[wandb\]"', WANDB_HINT)
 
 

@@ -241,6 +241,24 @@ class TrainConfig:
 
 
 @dataclass
+class LearnerConfig:
+    """Where the gradient steps run (train/remote_learner.py). inline: a thread of the robot's process,
+    lockstep with the episodes, deterministic for a seed. ray: a Ray actor (pip install -e ".[ray]"),
+    on this machine or a cluster's node, that the robot loop waits on only within `max_policy_lag`."""
+
+    mode: Literal["inline", "ray"] = "inline"
+    address: str = checked("")  # ray: "" starts a local Ray (ray.init()); else the cluster's address (e.g. auto, ray://gpu-box:10001)
+    # ray: how many learner versions (one per absorbed episode) the acting parameters may trail the episodes sent;
+    # 0 is lockstep, whose results equal inline mode's for the same seed
+    max_policy_lag: int = checked(0, "[0, 1e6]")
+    num_gpus: float = checked(0.0, "[0, 64]")  # ray: GPUs the learner actor asks its node for
+    connect_timeout_s: float = checked(60.0, "(0, 3600]")  # ray: the longest wait to reach Ray and the learner, or for an acknowledgement
+    # ray: the longest the robot waits at an episode boundary for parameters within max_policy_lag; past it the episode
+    # runs with the parameters it has, and says so
+    policy_wait_s: float = checked(600.0, "(0, 86400]")
+
+
+@dataclass
 class RewardConfig:
     """Where rewards come from (rewards/registry.py), how they are shaped and what ends an episode."""
 
@@ -298,6 +316,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
 
 
 def config_fields(cls: type = None, prefix: str = "") -> Iterator[tuple[str, Any, Allowed | None]]:
