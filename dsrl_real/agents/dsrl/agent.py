@@ -19,6 +19,7 @@ from .programs import programs_for
 from .spec import agent_spec, distill_every, hyperparams
 
 Denoise = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
+ACTING_KEYS = ("actor", "encoder")  # the state entries acting reads
 
 
 class DSRLAgent:
@@ -87,6 +88,24 @@ class DSRLAgent:
                                           magnitude, deterministic=bool(deterministic))
         w = np.asarray(w)
         return w[0] if single else w
+
+    # -- acting parameters (a learner in another process sends these) -------------------------------
+    def acting_params(self) -> dict[str, Any]:
+        """Only what `act` reads, as numpy arrays: the actor, and with the own encoder the encoder."""
+        return {k: jax.device_get(self._state[k]) for k in ACTING_KEYS if k in self._state}
+
+    def load_acting_params(self, params: Mapping[str, Any]) -> None:
+        """Act with `params` (from `acting_params` of an agent of the same structure); the rest of the
+        state, the acting stream included, stays as it is."""
+        unknown = set(params) - set(ACTING_KEYS)
+        if unknown:
+            raise ValueError(f"Acting parameters hold only {', '.join(ACTING_KEYS)}; got {sorted(unknown)}.")
+        self._state = {**self._state, **{k: jax.tree_util.tree_map(jnp.asarray, v) for k, v in params.items()}}
+
+    @property
+    def act_stream(self) -> np.ndarray:
+        """The acting random stream (`act` with rng=None draws from it and advances it)."""
+        return np.asarray(jax.device_get(self._state["act_rng"]))
 
     # -- inspection --------------------------------------------------------------------------------
     # With the own encoder, pass the cameras' uint8 frames as `images` (no augmentation); `target`

@@ -1,0 +1,209 @@
+"""The robot side's link to the learner of learner.mode=ray (remote_learner.py) over Ray: it reaches Ray (a
+local `ray.init()`, or the cluster at learner.address), starts the learner actor or connects to the one
+running, and refuses, in one sentence, a learner whose config or architecture differs from the robot's.
+Every call has a deadline. `close()` ends what this side started: the learner it created, and Ray if it
+started it, so no Ray process outlives the run.
+
+Ray is imported only here, and only when learner.mode=ray: the default install has none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..config import LearnerConfig
+from ..errors import MissingExtraError, UserError
+from .remote_learner import LearnerSpec, RemoteLearner, fingerprint, mismatch
+
+log = logging.getLogger("dsrl_real.train.learner_link")
+RAY_HINT = 'pip install -e ".[ray]"'  # ray is an extra: the default install has none
+NAMESPACE = "dsrl_real"  # the Ray namespace of the learner actors; each is named after its run (`learner_name`)
+ACTOR_ID = "robot"  # this side's actor id (one robot for now; several actors get their own)
+
+
+class LearnerError(UserError):
+    """The learner cannot be reached, refuses this robot, or failed; the message says what to do."""
+
+
+def learner_name(run_id: str) -> str:
+    return f"dsrl_learner:{run_id}"
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise MissingExtraError(f"learner.mode=ray needs Ray, which is not installed: {RAY_HINT} (or set learner.mode=inline).") from err
+    return ray
+
+
+class LearnerLink:
+    def __init__(self, cfg: LearnerConfig, spec: LearnerSpec, denoise: Callable | None = None):
+        ray = import_ray()
+        self.ray, self.cfg, self.spec = ray, cfg, spec
+        self.name = learner_name(spec.run_id)
+        self.started_ray = self.created = False
+        self.handle = None
+        self.acting_version = 0  # the learner version whose parameters act (0: the initial ones, as the robot's agent has)
+        self.fresh: dict[str, Any] | None = None  # newer parameters received, swapped in at the next episode boundary
+        self.gradient_steps = 0  # the learner's, at the last `absorb`
+        where = cfg.address or "a local Ray"
+        if not ray.is_initialized():
+            try:
+                with warnings.catch_warnings():
+                    # JAX warns of any fork once it runs; Ray's daemons are forked only to exec at once, which is safe.
+                    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                    # The learner's own output stays in Ray's session logs: this process's stdout ends in the run's JSON result.
+                    ray.init(address=cfg.address or None, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise LearnerError(f"Ray at learner.address={cfg.address!r} could not be reached ({_first_line(err)}); start it "
+                                   "(ray start --head on the learner's machine) or fix the address.") from err
+            self.started_ray = True
+        try:
+            self.handle = self._find_or_start(denoise)
+            theirs = self._get(self.handle.fingerprint.remote(), f"reach the learner on {where}")
+            problem = mismatch(fingerprint(spec), theirs)
+            if problem:
+                raise LearnerError(problem)
+        except BaseException:
+            self.close()
+            raise
+
+    def _find_or_start(self, denoise):
+        ray = self.ray
+        try:
+            handle = ray.get_actor(self.name, namespace=NAMESPACE)
+            log.info(f"Connected to the running learner '{self.name}'.")
+            return handle
+        except ValueError:
+            pass
+        actor = ray.remote(RemoteLearner).options(name=self.name, namespace=NAMESPACE, num_cpus=1, num_gpus=self.cfg.num_gpus,
+                                                   max_concurrency=4, max_restarts=0)
+        self.created = True
+        return actor.remote(self.spec, denoise)
+
+    def _get(self, ref, doing: str, timeout: float | None = None):
+        """ray.get with a deadline, turning the learner's absence or failure into one sentence."""
+        ray = self.ray
+        timeout = self.cfg.connect_timeout_s if timeout is None else timeout
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError as err:
+            raise LearnerError(f"The learner did not answer within {timeout:g} s (to {doing}); check that its node runs and has "
+                               f"learner.num_gpus={self.cfg.num_gpus:g} free, or raise learner.connect_timeout_s.") from err
+        except ray.exceptions.RayActorError as err:
+            raise LearnerError(f"The learner stopped ({_first_line(err)}) when asked to {doing}; the run's checkpoints keep "
+                               "everything up to the last one: run again with --resume.") from err
+        except ray.exceptions.RayTaskError as err:
+            raise LearnerError(f"The learner failed to {doing} ({_first_line(err.cause if err.cause else err)}); "
+                               "run again with --resume from the last checkpoint.") from err
+
+    # -- the robot loop's side ----------------------------------------------------------------------
+    def absorb(self, index: int, policy_version: int, chunk_steps: dict[str, Any], env_steps: int, max_lag: int) -> dict[str, Any]:
+        """After episode `index` (acted by `policy_version`): send it (acknowledged once stored), then take
+        the newest parameters, waiting (up to learner.policy_wait_s) only when they would trail the
+        episodes sent by more than `max_lag` versions. Returns that version's update metrics and
+        `gradient_steps_per_env_step` (the learner's steps since the last call, per env step of this episode)."""
+        self.add_episode(index, policy_version, chunk_steps)
+        need = index - max_lag
+        have = self.fresh["version"] if self.fresh is not None else self.acting_version
+        got = self.params(have, at_least=need, timeout_s=self.cfg.policy_wait_s if have < need else 0.0)
+        if got["params"] is not None:
+            self.fresh = got
+        if got["version"] < need:
+            log.warning(f"The learner's parameters are {index - got['version']} versions behind the episodes sent, more than "
+                        f"learner.max_policy_lag={max_lag}, after waiting learner.policy_wait_s={self.cfg.policy_wait_s:g} s; "
+                        "the next episode runs with them.")
+        steps, self.gradient_steps = got["gradient_steps"] - self.gradient_steps, got["gradient_steps"]
+        return {**got["metrics"], "gradient_steps_per_env_step": steps / max(1, env_steps)}
+
+    def swap(self, agent) -> int:
+        """At an episode boundary: act with the newest parameters received (if any); the acting version."""
+        if self.fresh is not None:
+            agent.load_acting_params(self.fresh["params"])
+            self.acting_version, self.fresh = self.fresh["version"], None
+        return self.acting_version
+
+    def sync(self, agent) -> None:
+        """Give `agent` the learner's whole state once its owed gradient work is done, keeping the
+        agent's own acting stream (the end of a run: the final evaluation and result use it)."""
+        full = self.state(self.cfg.policy_wait_s)
+        full["state"]["act_rng"] = agent.act_stream
+        agent.load_state_dict(full)
+        self.fresh = None
+
+    def write_checkpoint(self, folder: str, agent) -> dict:
+        """The learner writes its part of a checkpoint into `folder`; the sampling stream's state, for counters.json."""
+        return self.checkpoint(folder, agent.act_stream, self.cfg.policy_wait_s)["sample_rng"]
+
+    def load_checkpoint(self, folder: str, episodes: int, sample_rng: dict) -> str | None:
+        """The learner continues from `folder`; what is wrong with it (one clause), or None."""
+        restored = self.restore(folder, episodes, sample_rng)
+        if restored["problem"] is None:
+            self.acting_version, self.fresh, self.gradient_steps = restored["version"], None, restored["gradient_steps"]
+        return restored["problem"]
+
+    # -- the calls --------------------------------------------------------------------------------
+    def add_episode(self, seq: int, policy_version: int, chunk_steps: dict[str, Any], counted: bool = True,
+                    actor_id: str = ACTOR_ID) -> dict[str, Any]:
+        """Send one episode and wait for its acknowledgement (stored): never for its gradient steps."""
+        ref = self.handle.add_episode.remote(self.spec.run_id, actor_id, seq, policy_version, chunk_steps, counted)
+        return self._get(ref, f"store episode {seq}")
+
+    def params(self, have: int, at_least: int = 0, timeout_s: float = 0.0) -> dict[str, Any]:
+        """The learner's newest version (RemoteLearner.params), waiting at most `timeout_s` for `at_least`."""
+        ref = self.handle.params.remote(have, at_least, timeout_s)
+        return self._get(ref, "send its parameters", timeout=timeout_s + self.cfg.connect_timeout_s)
+
+    def state(self, timeout_s: float) -> dict[str, Any]:
+        return self._get(self.handle.state.remote(), "send the agent's state", timeout=timeout_s + self.cfg.connect_timeout_s)
+
+    def checkpoint(self, folder: str, act_stream: np.ndarray, timeout_s: float) -> dict[str, Any]:
+        return self._get(self.handle.checkpoint.remote(folder, act_stream), "write its checkpoint",
+                         timeout=timeout_s + self.cfg.connect_timeout_s)
+
+    def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
+        return self._get(self.handle.restore.remote(folder, episodes, sample_rng), "load the checkpoint")
+
+    def stats(self) -> dict[str, Any]:
+        return self._get(self.handle.stats.remote(), "report its statistics")
+
+    def close(self) -> None:
+        """End the learner this side created and Ray if this side started it (idempotent)."""
+        ray = self.ray
+        try:
+            if self.created and self.handle is not None:
+                try:
+                    ray.get(self.handle.close.remote(), timeout=self.cfg.connect_timeout_s)
+                except Exception as err:  # it may be gone already; the kill below ends it either way
+                    log.debug(f"The learner did not close cleanly: {err}")
+                ray.kill(self.handle)
+                self._wait_gone()
+        finally:
+            self.handle, self.created = None, False
+            if self.started_ray:
+                self.started_ray = False
+                ray.shutdown()
+
+
+    def _wait_gone(self) -> None:
+        """Until Ray no longer knows the learner's name (a later run of this folder then starts a fresh
+        one), at most learner.connect_timeout_s."""
+        deadline = time.monotonic() + self.cfg.connect_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.ray.get_actor(self.name, namespace=NAMESPACE)
+            except ValueError:
+                return
+            time.sleep(0.05)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).rstrip(".")

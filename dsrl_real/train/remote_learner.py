@@ -1,0 +1,258 @@
+"""The learner of learner.mode=ray: the agent's training state and the replay buffer, in the process Ray runs
+it in (a Ray actor; learner_link.py starts it or connects to it). Ray is not imported here: this is a plain
+class that Ray wraps, so it is tested and read like any other.
+
+Episodes come in with `add_episode(run_id, actor_id, seq, policy_version, chunk_steps)`: stored at once
+and acknowledged, an (actor_id, seq) seen before never counted twice. Each counted episode owes the
+gradient work inline mode does for it (updates.updates_due, the same number per chunk step), which
+a worker thread pays, oldest episode first; when an episode's work is done its index becomes the
+learner's *version*, and the acting parameters of that version replace the previous ones (latest
+wins: no queue grows). `params` answers with them, waiting (within a deadline) for a version the
+robot needs. Sampling and the gradient steps draw from the same stream as inline mode's
+(default_rng([run.seed, 1])), so a robot that waits for every version (max_policy_lag 0) gets
+exactly inline mode's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..agents.dsrl import DSRLAgent
+from ..agents.dsrl import checkpoint as agent_checkpoint
+from ..config import AgentConfig
+from ..data.replay import ReplayBuffer, ReplayFileError
+from ..storage import write_atomic
+from .updates import draw, updates_due
+
+STATE_FILE = "learner.json"  # in a checkpoint folder: the learner's bookkeeping beside agent.msgpack and replay.npz
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What the learner is built from; the robot side builds the same one from its config and
+    environment, and the two must agree (`fingerprint`)."""
+
+    run_id: str
+    agent: AgentConfig
+    obs_dim: int  # the agent's input features
+    noise_shape: tuple[int, int]
+    seed: int  # run.seed: the sampling stream is default_rng([seed, 1]), as inline mode's
+    buffer_capacity: int
+    warm_start_episodes: int
+    updates_per_chunk: int
+    action_bounds: tuple[np.ndarray, np.ndarray] | None = None
+    image_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def fingerprint(spec: LearnerSpec) -> dict[str, Any]:
+    """The config and architecture as plain values, named as the config names them."""
+    out: dict[str, Any] = {"run": spec.run_id, "run.seed": spec.seed, "feature_dim": spec.obs_dim, "noise_shape": list(spec.noise_shape),
+                           "image_shapes": {k: list(v) for k, v in sorted(spec.image_shapes.items())},
+                           "action_bounds": None if spec.action_bounds is None else [np.asarray(b).tolist() for b in spec.action_bounds],
+                           "train.buffer_capacity": spec.buffer_capacity, "train.warm_start_episodes": spec.warm_start_episodes,
+                           "train.updates_per_chunk": spec.updates_per_chunk}
+    out.update({f"agent.{k}": _plain(v) for k, v in dataclasses.asdict(spec.agent).items()})
+    return out
+
+
+def mismatch(robot: dict[str, Any], learner: dict[str, Any]) -> str | None:
+    """The one sentence refusing a learner whose fingerprint differs from the robot's, or None."""
+    for key in sorted(set(robot) | set(learner)):
+        if robot.get(key) != learner.get(key):
+            return (f"The learner was built for {key}={learner.get(key)!r}, but this robot's side has {robot.get(key)!r}; start the "
+                    "learner from the robot's config (or point learner.address at this run's learner) and connect again.")
+    return None
+
+
+@dataclass
+class _Owed:
+    """A counted episode's gradient work still to do."""
+
+    index: int
+    updates: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the last update's
+
+
+class RemoteLearner:
+    def __init__(self, spec: LearnerSpec, denoise: Callable | None = None):
+        self.spec = spec
+        self.agent = DSRLAgent(spec.agent, spec.obs_dim, spec.noise_shape, action_bounds=spec.action_bounds,
+                               image_shapes=spec.image_shapes or None)
+        self.buffer = ReplayBuffer(spec.buffer_capacity)
+        self.sample_rng = np.random.default_rng([spec.seed, 1])
+        self.denoise = denoise  # the base policy's sampler (DSRL-NA)
+        # Two locks: the buffer's (and the sampling stream's and the bookkeeping's), held briefly, so an
+        # episode is stored while a gradient step runs; and the agent's, held for one update at a time.
+        self._books = threading.Condition()
+        self._agent_lock = threading.Lock()
+        self._published = threading.Condition()
+        self._episodes = 0  # counted episodes stored
+        self._acked: dict[str, dict[int, int]] = {}  # actor id -> seq -> the episode's index (0: stored, not counted)
+        self._owed: deque[_Owed] = deque()
+        self._version, self._params, self._metrics = 0, self.agent.acting_params(), {}
+        self._error: str | None = None
+        self._stopping = False
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._work, name="dsrl-remote-learner", daemon=True)
+        self._thread.start()
+
+    # -- connecting ---------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.spec)
+
+    # -- episodes in --------------------------------------------------------------------------------
+    def add_episode(self, run_id: str, actor_id: str, seq: int, policy_version: int, chunk_steps: dict[str, Any],
+                    counted: bool = True) -> dict[str, Any]:
+        """Store one episode (`chunk_steps`: ReplayBuffer.add_episode's arguments) and acknowledge it:
+        {"stored": False} for an (actor_id, seq) already stored, which changes nothing. An episode not
+        `counted` (a seed run's) enters the buffer only. `policy_version`: the version that acted."""
+        if run_id != self.spec.run_id:
+            raise ValueError(f"This learner serves run {self.spec.run_id!r}, not {run_id!r}.")
+        with self._books:
+            self._raise_if_failed()
+            seen = self._acked.setdefault(str(actor_id), {})
+            if int(seq) in seen:
+                return {"stored": False, "index": seen[int(seq)], "episodes": self._episodes}
+            self.buffer.add_episode(**chunk_steps)
+            index = 0
+            if counted:
+                self._episodes += 1
+                index = self._episodes
+                s = self.spec
+                self._owed.append(_Owed(index, updates_due(index, s.warm_start_episodes, len(self.buffer), len(chunk_steps["rewards"]),
+                                                           s.updates_per_chunk)))
+                self._books.notify_all()
+            seen[int(seq)] = index
+            return {"stored": True, "index": index, "episodes": self._episodes}
+
+    # -- parameters out -----------------------------------------------------------------------------
+    def params(self, have: int = -1, at_least: int = 0, timeout_s: float = 0.0) -> dict[str, Any]:
+        """The newest version, waiting up to `timeout_s` for one of at least `at_least`: {"version",
+        "params" (the acting parameters, None unless newer than `have`), "metrics" (that version's
+        last update's), "gradient_steps" (so far), "episodes"}."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._published:
+            while self._version < at_least and self._error is None and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._published.wait(left)
+            version, params, metrics = self._version, self._params, self._metrics
+        self._raise_if_failed()
+        return {"version": version, "params": params if version > have else None, "metrics": metrics,
+                "gradient_steps": self.agent.step, "episodes": self._episodes}
+
+    def state(self) -> dict[str, Any]:
+        """The agent's whole state (DSRLAgent.state_dict), once the owed gradient work is done."""
+        with self._published:
+            self._published.wait_for(lambda: self._version >= self._episodes or self._error is not None or self._stopping)
+        self._raise_if_failed()
+        with self._agent_lock:
+            return self.agent.state_dict()
+
+    def stats(self) -> dict[str, Any]:
+        with self._books:
+            owed = sum(o.updates for o in self._owed)
+        return {"episodes": self._episodes, "version": self._version, "owed_updates": owed, "gradient_steps": self.agent.step,
+                "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started}
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def checkpoint(self, folder: str, act_stream: np.ndarray) -> dict[str, Any]:
+        """Write agent.msgpack (with the robot's acting stream `act_stream`), replay.npz and learner.json
+        into `folder` (a checkpoint being staged), a consistent snapshot: every acknowledged episode
+        and the gradient work still owed. Returns the sampling stream's state for counters.json."""
+        folder_path = Path(folder)
+        with self._agent_lock, self._books:
+            d = self.agent.state_dict()
+            d["state"]["act_rng"] = np.asarray(act_stream)
+            agent_checkpoint.write(folder_path / "agent.msgpack", d)
+            self.buffer.save(folder_path / "replay.npz")
+            books = {"episodes": self._episodes, "version": self._version,
+                     "owed": [[o.index, o.updates] for o in self._owed],
+                     "acked": {a: sorted(seqs.items()) for a, seqs in self._acked.items()}}
+            write_atomic(folder_path / STATE_FILE, json.dumps(books).encode())
+            return {"sample_rng": self.sample_rng.bit_generator.state, "version": self._version, "episodes": self._episodes}
+
+    def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
+        """Continue from a checkpoint folder (written in either learner mode: one without learner.json
+        owes nothing). {"problem": what is wrong with it (one clause naming the file) or None, "version"}."""
+        folder_path = Path(folder)
+        name = "agent.msgpack"
+        try:
+            with self._agent_lock, self._books:
+                self.agent.load(folder_path / name)
+                name = "replay.npz"
+                self.buffer.load(folder_path / name)
+                name = STATE_FILE
+                books = {"episodes": episodes, "version": episodes, "owed": [], "acked": {}}
+                if (folder_path / name).exists():
+                    books = json.loads((folder_path / name).read_text())
+                self.sample_rng.bit_generator.state = sample_rng
+                self._episodes = int(books["episodes"])
+                self._owed = deque(_Owed(int(i), int(u)) for i, u in books["owed"])
+                self._acked = {a: {int(s): int(i) for s, i in seqs} for a, seqs in books["acked"].items()}
+                params = self.agent.acting_params()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ReplayFileError) as err:
+            detail = str(err).split(";")[0].rstrip(".")
+            return {"problem": f"{folder_path.name}/{name} cannot be loaded ({type(err).__name__}: {detail})", "version": self._version}
+        with self._published:
+            self._version, self._params, self._metrics = int(books["version"]), params, {}
+            self._published.notify_all()
+        with self._books:
+            self._books.notify_all()
+        return {"problem": None, "version": self._version, "gradient_steps": self.agent.step}
+
+    def close(self) -> None:
+        """Stop the worker thread after the update in progress."""
+        with self._books:
+            self._stopping = True
+            self._books.notify_all()
+        with self._published:
+            self._published.notify_all()
+        self._thread.join()
+
+    # -- the worker thread --------------------------------------------------------------------------
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._books:
+                    self._books.wait_for(lambda: self._owed or self._stopping)
+                    if self._stopping:
+                        return
+                    job = self._owed[0]
+                    batch = draw(self.agent, self.buffer, self.sample_rng) if job.updates else None
+                if batch is not None:
+                    with self._agent_lock:
+                        job.metrics = self.agent.update(batch, denoise=self.denoise if self.agent.na else None)
+                    with self._books:
+                        job.updates -= 1
+                if job.updates == 0:
+                    with self._books:
+                        self._owed.popleft()
+                    params = self.agent.acting_params()
+                    with self._published:
+                        self._version, self._params, self._metrics = job.index, params, job.metrics
+                        self._published.notify_all()
+        except BaseException as err:  # reported to the robot side by its next call
+            with self._published:
+                self._error = f"{type(err).__name__}: {err}"
+                self._published.notify_all()
+            raise
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"The learner's gradient steps failed ({self._error}).")
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
