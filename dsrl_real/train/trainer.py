@@ -15,6 +15,14 @@ files. Checkpoints (checkpoints.py) are verified when resumed, falling back to t
 episode's metrics record is written once the checkpoint holding it is safe, and that checkpoint
 carries the record, so a crash or a full disk anywhere neither loses nor repeats it.
 
+With learner.mode=ray the learner is a Ray actor that holds the agent's training state and the replay
+buffer (remote_learner.py, reached through learner_link.py): the cycle sends the scored episode
+(acknowledged once stored) and waits for newer parameters only when the acting ones would trail the
+episodes sent by more than learner.max_policy_lag versions; they are swapped in at the next episode
+boundary. Lag 0 is lockstep and gives inline mode's run. Its episode records add robot_idle_fraction
+(the robot's wait for the cycle after its reset, over the time from the cycle's start to the
+episode's end), policy_lag (versions) and gradient_steps_per_env_step (the learner's, since the last record).
+
 Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
 backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
 recorded runs into the replay buffer first: see recording/run.py, shadows.py and seeding.py.
@@ -26,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,9 @@ from .checkpoints import LATEST
 from .episode import ChunkEpisode, run_chunk_episode
 from .features import FeatureFn
 from .learner import Learner
+from .learner_link import LearnerLink
+from .remote_learner import LearnerSpec
+from .updates import learn, updates_due
 
 log = logging.getLogger("dsrl_real.train.trainer")
 
@@ -73,6 +85,8 @@ class PendingEpisode:
     index: int  # episodes so far, this one included
     env_steps: int  # env steps so far, this episode included
     record: int | None = None  # its index in the recording
+    policy_version: int = 0  # learner.mode=ray: the learner version whose parameters acted
+    robot: dict = dataclasses.field(default_factory=dict)  # learner.mode=ray: policy_lag, robot_idle_fraction
 
 
 # ---- the trainer ---------------------------------------------------------------------------------
@@ -115,6 +129,7 @@ class DSRLTrainer:
         self.recorder: RunRecorder | None = None  # the run folder's recorder while run() or evaluate() records
         self._recording: RunRecording | None = None
         self.learner = Learner()  # absorbs each finished episode, learns and checkpoints, beside the next reset
+        self.link: LearnerLink | None = None  # learner.mode=ray: the learner actor, while run() runs
         self._pending: PendingEpisode | None = None  # finished, not yet in the replay buffer
         if self.rewards.ends_episodes:
             self.env.terminate_on_success = False  # the detector (or the human) decides, as it must on hardware
@@ -143,14 +158,11 @@ class DSRLTrainer:
 
     # -- learning ----------------------------------------------------------------------------------
     def _learn(self, updates: int) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        denoise = None if self.cfg.train.action_space_baseline else self.policy.sample
-        cfg, include_obs = self.agent.cfg, self.agent.na or bool(self.agent.image_keys)
-        for _ in range(updates):
-            batch = self.buffer.sample(cfg.batch_size, self.sample_rng, num_batches=cfg.utd, include_obs=include_obs,
-                                       n_step=cfg.n_step, gamma=cfg.gamma)
-            metrics = self.agent.update(batch, denoise=denoise if self.agent.na else None)
-        return metrics
+        return learn(self.agent, self.buffer, self.sample_rng, updates, self._denoise())
+
+    def _denoise(self):
+        """What DSRL-NA's learner denoises with: the base policy's sampler (the baseline has none)."""
+        return None if self.cfg.train.action_space_baseline else self.policy.sample
 
     def _score(self, ep: ChunkEpisode):
         """Start the whole-episode scoring (on the reward worker); a Future of the `ScoredEpisode`."""
@@ -167,8 +179,13 @@ class DSRLTrainer:
         return keys
 
     def _store(self, ep: ChunkEpisode, scored: ScoredEpisode) -> None:
-        self.buffer.add_episode({k: np.stack(v) for k, v in ep.observations.items() if k in self.buffer_keys}, np.stack(ep.features),
-                                np.stack(ep.noise), np.stack(ep.chunks), scored.rewards, ep.terminated, ep.truncated)
+        self.buffer.add_episode(**self._transitions(ep, scored))
+
+    def _transitions(self, ep: ChunkEpisode, scored: ScoredEpisode) -> dict[str, Any]:
+        """The episode as the replay buffer takes it (`ReplayBuffer.add_episode`'s arguments)."""
+        return dict(observations={k: np.stack(v) for k, v in ep.observations.items() if k in self.buffer_keys},
+                    features=np.stack(ep.features), noise=np.stack(ep.noise), chunks=np.stack(ep.chunks), rewards=scored.rewards,
+                    terminated=ep.terminated, truncated=ep.truncated)
 
     def seed_buffer(self) -> int:
         """Put the complete episodes of the recorded runs in train.seed_runs into the replay buffer
@@ -179,8 +196,12 @@ class DSRLTrainer:
                                        chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.reward_label,
                                        form=self.cfg.reward.form):
                 observations = {k: v for k, v in ep["observations"].items() if k in self.buffer_keys}
-                self.buffer.add_episode(observations, self.features(ep["observations"]), ep["noise"], ep["chunks"],
-                                        ep["rewards"], ep["terminated"], ep["truncated"])
+                arrays = dict(observations=observations, features=self.features(ep["observations"]), noise=ep["noise"],
+                              chunks=ep["chunks"], rewards=ep["rewards"], terminated=ep["terminated"], truncated=ep["truncated"])
+                if self.link is None:
+                    self.buffer.add_episode(**arrays)
+                else:  # into the learner's buffer, counted as no episode of this run
+                    self.link.add_episode(episodes, -1, arrays, counted=False, actor_id="seed")
                 episodes += 1
                 transitions += len(ep["rewards"])
         if self.cfg.train.seed_runs and self.logger is not None:
@@ -304,8 +325,11 @@ class DSRLTrainer:
                     "records": records}
 
         def write_files(folder: Path) -> None:
-            self.agent.save(folder / "agent.msgpack")
-            self.buffer.save(folder / "replay.npz")
+            if self.link is not None:  # the learner writes the agent (with this side's acting stream) and its buffer
+                counters["sample_rng"] = self.link.write_checkpoint(str(folder), self.agent)
+            else:
+                self.agent.save(folder / "agent.msgpack")
+                self.buffer.save(folder / "replay.npz")
             write_atomic(folder / "counters.json", json.dumps(counters).encode())
 
         try:
@@ -354,7 +378,12 @@ class DSRLTrainer:
             name = "agent.msgpack"
             self.agent.load(folder / name)
             name = "replay.npz"
-            self.buffer.load(folder / name)
+            if self.link is not None:  # the learner loads its state and buffer
+                problem = self.link.load_checkpoint(str(folder), counters["episodes"], counters["sample_rng"])
+                if problem:
+                    return problem
+            else:
+                self.buffer.load(folder / name)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             detail = str(err).split(";")[0].rstrip(".")
             return f"{folder.name}/{name} cannot be loaded ({type(err).__name__}: {detail})"
@@ -367,7 +396,7 @@ class DSRLTrainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False, progress=None) -> dict[str, Any]:
-        with self._writing("a training run"):
+        with self._writing("a training run"), self._learner_actor():
             if resume:
                 if not self.restore():
                     if checkpoints.earlier_run_files(self.out_dir):
@@ -396,16 +425,20 @@ class DSRLTrainer:
                 # policy: its curve starts at its untrained actor.
                 self._log_eval(base=not self.cfg.train.action_space_baseline)
             while self.env_steps < cfg.env_steps:
+                boundary = time.monotonic()
                 self.learner.submit(self._learn_cycle)  # waits for the last episode's score, stores it and learns, while the scene resets
                 try:
                     obs, info = self.env.reset(seed=self.cfg.run.seed + self.episodes)
                 finally:  # even when the reset fails (an emergency stop), the learner finishes first
+                    reset_done = time.monotonic()
                     self.learner.join()
                     cycle = self.learner.result()
                     if cycle.error is None:
                         self._settle(cycle.value)
                 if cycle.error is not None:
                     raise cycle.error
+                waited = time.monotonic() - reset_done  # the robot, reset, stood waiting for the learner's cycle
+                version = self.link.swap(self.agent) if self.link is not None else 0  # ray: the newest parameters, at this boundary
                 warm = self.episodes < cfg.warm_start_episodes
                 with self._recorded("warm_start" if warm else "train", self.cfg.run.seed + self.episodes) as recording:
                     ep = run_chunk_episode(self.env, self.policy, self.features, self._warm_noise if warm else self._actor_noise,
@@ -415,7 +448,10 @@ class DSRLTrainer:
                 scored = self._score(ep)  # a human answers its prompt here; a Ctrl-C meanwhile leaves the counters as they were
                 self.episodes += 1
                 self.env_steps += ep.env_steps
-                self._pending = PendingEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index)
+                self._pending = PendingEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index, policy_version=version)
+                if self.link is not None:
+                    self._pending.robot = {"policy_lag": self.episodes - 1 - version,
+                                           "robot_idle_fraction": waited / max(time.monotonic() - boundary, 1e-9)}
                 self._ask_labels(index, ep, scored)
                 if cfg.video_every_episodes and self.episodes % cfg.video_every_episodes == 0 and ep.frames:
                     name = next(iter(ep.frames))
@@ -426,7 +462,9 @@ class DSRLTrainer:
                         self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps))
-            self._finish_episodes()
+            self._finish_episodes(max_lag=0)
+            if self.link is not None:
+                self.link.sync(self.agent)  # the learner's whole state: the final evaluation and the result are the trained agent's
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
@@ -444,34 +482,68 @@ class DSRLTrainer:
             self.learner.stop()
             self.logger.close()
 
-    def _finish_episodes(self) -> None:
+    def _finish_episodes(self, max_lag: int | None = None) -> None:
         """Absorb the last episode (unless the learner already did), do its gradient work and write a
-        checkpoint (end of a run, or a stop)."""
-        self._settle(self._learn_cycle(force=True))
+        checkpoint (end of a run, or a stop). learner.mode=ray: the gradient work is waited for only
+        within `max_lag` versions (default learner.max_policy_lag); the checkpoint keeps what is owed."""
+        self._settle(self._learn_cycle(force=True, max_lag=max_lag))
 
-    def _learn_cycle(self, force: bool = False) -> dict[str, Any]:
+    def _learn_cycle(self, force: bool = False, max_lag: int | None = None) -> dict[str, Any]:
         """The learner's part of a cycle: the pending episode enters the buffer once its score is in,
         then its gradient steps run, then the checkpoint, which also holds the episode's metrics
-        record (["record"]; ["safe"]: the records the checkpoint holds). Runs beside the scene reset."""
+        record (["record"]; ["safe"]: the records the checkpoint holds). Runs beside the scene reset.
+        learner.mode=ray: the episode goes to the learner actor instead (see _absorb_remote)."""
         out: dict[str, Any] = {}
         finished = self._pending
         if finished is not None:
             cfg = self.cfg.train
             scored = finished.scored.result()
-            self._store(finished.ep, scored)
-            self._pending = None
-            n = finished.index
-            updates = 0 if n < cfg.warm_start_episodes else (
-                len(self.buffer) if n == cfg.warm_start_episodes else len(finished.ep.chunks)) * cfg.updates_per_chunk
-            if updates:
-                out["metrics"] = self._learn(updates)
-            out["record"] = self._episode_record(finished, scored, out.get("metrics", {}))
+            if self.link is not None:
+                metrics = self._absorb_remote(finished, scored, max_lag)
+            else:
+                self._store(finished.ep, scored)
+                self._pending = None
+                n = finished.index
+                updates = updates_due(n, cfg.warm_start_episodes, len(self.buffer), len(finished.ep.chunks), cfg.updates_per_chunk)
+                metrics = self._learn(updates) if updates else {}
+            out["record"] = self._episode_record(finished, scored, metrics)
         every = self.cfg.train.checkpoint_every_episodes
         if self.episodes and (force or (every and self.episodes % every == 0)):
             records = self._unlogged + ([out["record"]] if "record" in out else [])
             self._save_checkpoint(records)
             out["safe"] = records
         return out
+
+    def _absorb_remote(self, finished: PendingEpisode, scored: ScoredEpisode, max_lag: int | None) -> dict:
+        """learner.mode=ray: send the episode to the learner (acknowledged once stored, never waiting for
+        its gradient steps beyond learner.max_policy_lag); the record's learner metrics and the robot's."""
+        lag = self.cfg.learner.max_policy_lag if max_lag is None else max_lag
+        metrics = self.link.absorb(finished.index, finished.policy_version, self._transitions(finished.ep, scored),
+                                   finished.ep.env_steps, lag)
+        self._pending = None
+        return {**metrics, **finished.robot}
+
+    def learner_spec(self) -> LearnerSpec:
+        """What the learner actor of learner.mode=ray is built from (its fingerprint is checked on connecting)."""
+        t = self.cfg.train
+        return LearnerSpec(run_id=str(self.out_dir.resolve()), agent=self.agent.cfg, obs_dim=self.agent.obs_dim,
+                           noise_shape=self.agent.noise_shape, seed=self.cfg.run.seed, buffer_capacity=t.buffer_capacity,
+                           warm_start_episodes=t.warm_start_episodes, updates_per_chunk=t.updates_per_chunk,
+                           action_bounds=self.agent.action_bounds, image_shapes=dict(self.agent.image_shapes))
+
+    @contextlib.contextmanager
+    def _learner_actor(self):
+        """learner.mode=ray: the learner actor, started or reached (its config checked), for the `with`
+        block; closed after it, with Ray if this side started it. Inline mode: nothing."""
+        if self.cfg.learner.mode != "ray" or self.link is not None:
+            yield
+            return
+        self.link = LearnerLink(self.cfg.learner, self.learner_spec(), self._denoise() if self.agent.na else None)
+        try:
+            yield
+        finally:
+            link, self.link = self.link, None
+            link.close()
 
     def _episode_record(self, finished: PendingEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
         ep = finished.ep

@@ -1,0 +1,170 @@
+"""learner.mode=ray: the learner as a Ray actor (train/remote_learner.py, train/learner_link.py), on a small local Ray.
+
+Each test stays under about 30 s on two cores: tiny agents, 12-step episodes, one Ray for the tests that
+share it (`local_ray`), and a Ray of their own for the tests that prove nothing of it is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import psutil
+import pytest
+from test_train import make_trainer
+
+from dsrl_real.errors import MissingExtraError
+from dsrl_real.train.learner_link import LearnerError, LearnerLink, import_ray
+
+ray = pytest.importorskip("ray")
+
+RAY_ONLY = ("gradient_steps_per_env_step", "policy_lag", "robot_idle_fraction")  # the fields ray mode adds to episode records
+RAY_DAEMONS = ("raylet", "gcs_server")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_ray_after_the_module():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def local_ray():
+    """A small local Ray shared by the tests that do not start their own (the trainer then leaves it running)."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+
+
+def ray_daemons() -> list[str]:
+    """Ray's daemons among this test process's descendants."""
+    found = []
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if any(name in " ".join([child.name(), *child.cmdline()]) for name in RAY_DAEMONS):
+                found.append(f"{child.pid} {child.name()}")
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable(record: dict) -> dict:
+    """A metrics record without what differs between two runs of the same seed (the clock) or between the modes."""
+    return {k: v for k, v in record.items() if k not in ("time", "reward_wait_s", *RAY_ONLY)}
+
+
+def test_a_lockstep_ray_run_equals_an_inline_run(tmp_path, local_ray):
+    inline = make_trainer(tmp_path / "inline", "train.env_steps=36")
+    inline_result = inline.run()
+    lockstep = make_trainer(tmp_path / "ray", "train.env_steps=36", "learner.mode=ray", "learner.max_policy_lag=0")
+    assert lockstep.run() == inline_result
+    jax.tree_util.tree_map(np.testing.assert_array_equal, inline.agent.state_dict(), lockstep.agent.state_dict())
+    ray_records, inline_records = records(tmp_path / "ray"), records(tmp_path / "inline")
+    assert [comparable(r) for r in ray_records] == [comparable(r) for r in inline_records]
+    episodes = [r for r in ray_records if r["kind"] == "episode"]
+    assert [r["policy_lag"] for r in episodes] == [0, 0, 0]
+    # Two warm-start episodes, then the 6 transitions (1 update each) and 3 chunk steps, of 2 gradient steps (agent.utd),
+    # over 12 env steps per episode.
+    assert [r["gradient_steps_per_env_step"] for r in episodes] == [0.0, 1.0, 0.5]
+    assert all(0 <= r["robot_idle_fraction"] <= 1 for r in episodes)
+    # The checkpoint the learner wrote resumes into the same agent.
+    resumed = make_trainer(tmp_path / "ray", "train.env_steps=36")
+    assert resumed.restore() and resumed.buffer.num_episodes_started == 3
+    jax.tree_util.tree_map(np.testing.assert_array_equal, inline.agent.state_dict(), resumed.agent.state_dict())
+
+
+def test_a_ray_run_resumed_by_its_learner_continues_exactly(tmp_path, local_ray):
+    straight = make_trainer(tmp_path / "inline", "train.env_steps=48")
+    straight.run()
+    make_trainer(tmp_path / "ray", "train.env_steps=24", "learner.mode=ray").run()  # stops (as if killed) after its checkpoint
+    resumed = make_trainer(tmp_path / "ray", "train.env_steps=48", "learner.mode=ray")
+    resumed.run(resume=True)  # the learner loads the agent, its buffer and the sampling stream
+    assert (resumed.episodes, resumed.env_steps) == (straight.episodes, straight.env_steps) == (4, 48)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, straight.agent.state_dict(), resumed.agent.state_dict())
+    # The same episodes and learner metrics (the recording's indices differ: the first part's final evaluation was recorded).
+    episodes = [[{k: v for k, v in comparable(r).items() if k != "record"} for r in records(tmp_path / run) if r["kind"] == "episode"]
+                for run in ("inline", "ray")]
+    assert episodes[0] == episodes[1] and len(episodes[0]) == 4
+
+
+def test_a_learner_built_for_another_config_is_refused_in_one_sentence(tmp_path, local_ray):
+    running = make_trainer(tmp_path, "agent.hidden_dim=32", "learner.mode=ray")
+    link = LearnerLink(running.cfg.learner, running.learner_spec())  # the learner of this run, started with hidden_dim 32
+    try:
+        robot = make_trainer(tmp_path, "agent.hidden_dim=64", "learner.mode=ray")
+        with pytest.raises(LearnerError) as refused:
+            robot.run()
+        assert str(refused.value) == ("The learner was built for agent.hidden_dim=32, but this robot's side has 64; start the learner "
+                                      "from the robot's config (or point learner.address at this run's learner) and connect again.")
+        assert robot.link is None and link.stats()["episodes"] == 0  # the refusal left the running learner alone
+    finally:
+        link.close()
+    assert not ray.util.list_named_actors()  # the learner this test started is gone (close() waits for that)
+
+
+def test_an_episode_sent_twice_is_stored_and_counted_once(tmp_path, local_ray):
+    trainer = make_trainer(tmp_path, "learner.mode=ray")
+    link = LearnerLink(trainer.cfg.learner, trainer.learner_spec())
+    rng = np.random.default_rng(0)
+    T, dim, shape = 3, trainer.agent.obs_dim, trainer.agent.noise_shape
+    episode = dict(observations={"proprio": rng.normal(size=(T + 1, 7)).astype(np.float32)},
+                   features=rng.normal(size=(T + 1, dim)).astype(np.float32), noise=rng.normal(size=(T, *shape)).astype(np.float32),
+                   chunks=rng.normal(size=(T, *shape)).astype(np.float32), rewards=np.zeros(T, np.float32), terminated=False,
+                   truncated=True)
+    try:
+        first = link.add_episode(1, 0, episode)
+        again = link.add_episode(1, 0, episode)  # a retry after a lost acknowledgement, say
+        other = link.add_episode(1, 0, episode, actor_id="robot-2")  # the same seq from another actor is another episode
+        assert (first, again, other) == ({"stored": True, "index": 1, "episodes": 1}, {"stored": False, "index": 1, "episodes": 1},
+                                         {"stored": True, "index": 2, "episodes": 2})
+        stats = link.stats()
+        assert (stats["episodes"], stats["transitions"]) == (2, 2 * T)
+    finally:
+        link.close()
+
+
+def no_ray_yet():
+    if ray.is_initialized():
+        ray.shutdown()
+    assert ray_daemons() == []
+
+
+def test_no_ray_process_is_left_after_a_run(tmp_path):
+    no_ray_yet()
+    trainer = make_trainer(tmp_path, "train.env_steps=36", "learner.mode=ray", "learner.max_policy_lag=1")
+    trainer.run()  # starts its own Ray (learner.address ""), and shuts it down
+    assert not ray.is_initialized() and ray_daemons() == []
+    episodes = [r for r in records(tmp_path) if r["kind"] == "episode"]
+    assert len(episodes) == 3 and all(r["policy_lag"] <= 1 for r in episodes)
+
+
+def test_no_ray_process_is_left_after_a_failure(tmp_path):
+    no_ray_yet()
+    trainer = make_trainer(tmp_path, "train.env_steps=36", "learner.mode=ray")
+    reset, calls = trainer.env.reset, []
+
+    def reset_then_fail(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 4:  # the second training episode's (after the two of the base policy's evaluation)
+            raise RuntimeError("the scene cannot be reset")
+        return reset(**kwargs)
+
+    trainer.env.reset = reset_then_fail
+    with pytest.raises(RuntimeError, match="the scene cannot be reset"):
+        trainer.run()
+    assert not ray.is_initialized() and ray_daemons() == []
+    assert [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"] == [1]  # the finished episode is kept, once
+
+
+def test_ray_mode_without_ray_installed_is_one_sentence_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(MissingExtraError) as missing:
+        import_ray()
+    assert str(missing.value) == 'learner.mode=ray needs Ray, which is not installed: pip install -e ".[ray]" (or set learner.mode=inline).'
