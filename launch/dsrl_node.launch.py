@@ -48,6 +48,7 @@ def dsrl_node(context):
         "reward_backend": arg("reward_backend"),
         "resume": arg("resume") == "true",
         "use_sim": arg("use_sim") == "true",
+        "learner_address": arg("learner_address"),
     }
     overrides = shlex.split(arg("overrides"))
     if overrides:  # a ROS 2 parameter cannot be an empty list; the node's default is []
@@ -102,6 +103,10 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim", default_value="false", choices=BOOL,
                               description="no hardware: the node runs the task on its simulated tabletop, the driver its "
                                           "simulator (xs_sdk_sim / fake hardware)"),
+        DeclareLaunchArgument("learner_address", default_value="",
+                              description="empty: the config's learner (in this process by default); 'local': the learner "
+                                          "as a Ray actor here; else the Ray cluster running it, e.g. 'auto' or "
+                                          "'ray://gpu-box:10001' (pip install -e \".[ray]\")"),
         DeclareLaunchArgument("overrides", default_value="",
                               description="space-separated dotted config overrides, e.g. 'train.out_dir=runs/a run.seed=1'"),
         DeclareLaunchArgument("camera_serials", default_value="",

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 TASK_LAUNCH_FILES = sorted(p.name for p in (REPO / "launch").glob("*_*.launch.py") if p.name != "dsrl_node.launch.py")
 WIDOWX_FILES = [name for name in TASK_LAUNCH_FILES if name.startswith("widowx_")]
 FRANKA_FILES = [name for name in TASK_LAUNCH_FILES if name.startswith("franka_")]
-NODE_DEFAULTS = {"mode": "train", "reward_backend": "", "resume": False, "use_sim": False}
+NODE_DEFAULTS = {"mode": "train", "reward_backend": "", "resume": False, "use_sim": False, "learner_address": ""}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,12 @@ def test_every_config_a_launch_file_names_is_installed(launch, prefix, name):
 def test_launch_arguments_reach_the_node_as_typed_parameters_and_use_sim_reaches_the_driver(launch):
     result = launch("widowx_monkey.launch.py", mode="eval", reward_backend="roboreward", resume="true", use_sim="true",
                     overrides="train.out_dir=runs/a 'task.instruction=pick up the monkey' run.seed=3",
-                    config="/data/my_task.yaml")
+                    config="/data/my_task.yaml", learner_address="ray://gpu-box:10001")
 
     assert result.include("interbotix_xsarm_control").arguments["use_sim"] == "true"
     assert result.node("dsrl_real").parameters == [{
         "config": "/data/my_task.yaml", "mode": "eval", "reward_backend": "roboreward", "resume": True, "use_sim": True,
+        "learner_address": "ray://gpu-box:10001",
         "overrides": ("train.out_dir=runs/a", "task.instruction=pick up the monkey", "run.seed=3"),
     }]
 

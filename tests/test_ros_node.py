@@ -128,12 +128,20 @@ def test_bad_parameters_are_one_sentence():
         NodeParams.from_dict({"mode": "fly"})
     assert str(info.value) == "Node parameter mode is 'fly'; choose one of: train, eval, human_oracle."
     with pytest.raises(ConfigError, match=r"^Unknown node parameter\(s\) speed; the node takes: config, mode, "
-                                          r"reward_backend, resume, use_sim, overrides\.$"):
+                                          r"reward_backend, resume, use_sim, learner_address, overrides\.$"):
         NodeParams.from_dict({"speed": 2})
     with pytest.raises(ConfigError) as info:
         node_config(NodeParams(mode="human_oracle", reward_backend="roboreward"))
     assert str(info.value) == ("mode human_oracle trains with the human reward, but reward_backend is 'roboreward'; "
                                "leave reward_backend empty or use mode train.")
+
+
+def test_the_learner_address_puts_the_learner_on_ray():
+    assert (node_config(NodeParams()).learner.mode, node_config(NodeParams()).learner.address) == ("inline", "")
+    local = node_config(NodeParams(learner_address="local")).learner
+    assert (local.mode, local.address) == ("ray", "")
+    remote = node_config(NodeParams(learner_address="ray://gpu-box:10001", overrides=("learner.max_policy_lag=2",))).learner
+    assert (remote.mode, remote.address, remote.max_policy_lag) == ("ray", "ray://gpu-box:10001", 2)
 
 
 def test_human_oracle_trains_with_the_human_reward():
@@ -411,7 +419,7 @@ def test_node_declares_its_parameters_spins_and_shuts_ros_down(tmp_path):
     assert init.kwargs["signal_handler_options"] == rclpy_fake.SignalHandlerOptions.NO  # Ctrl-C must not kill ROS first
     assert fake.calls_named("Node.__init__")[0].args == ("dsrl_real",)
     assert [(c.args[0], c.args[1]) for c in fake.calls_named("Node.declare_parameter")] == [
-        ("config", ""), ("mode", "train"), ("reward_backend", ""), ("resume", False), ("use_sim", False),
+        ("config", ""), ("mode", "train"), ("reward_backend", ""), ("resume", False), ("use_sim", False), ("learner_address", ""),
         ("overrides", rclpy_fake.Parameter.Type.STRING_ARRAY)]
     estop = fake.calls_named("Node.create_subscription")[0]
     assert estop.args[0].__name__ == "Empty" and estop.args[1] == "~/emergency_stop"
@@ -428,7 +436,7 @@ def test_parameters_of_the_wrong_type_are_one_sentence():
     assert fake.logs[-1] == ("dsrl_real", "ERROR",
                              "A node parameter is invalid (Trying to set parameter 'resume' to 'maybe' of type 'STRING', "
                              "expecting type 'BOOL'); the node takes config (string), mode (string), reward_backend (string), "
-                             "resume (bool), use_sim (bool) and overrides (string array).")
+                             "resume (bool), use_sim (bool), learner_address (string) and overrides (string array).")
     assert fake.shut_down
 
 

@@ -4,7 +4,9 @@
     (usually through the launch files, which also start the robot's driver)
 
 Parameters: `config` (a name in configs/ or a YAML path; "" = the embedded simulated default),
-`mode` (train | eval | human_oracle), `reward_backend` ("" = the config's), `resume`, `use_sim` and
+`mode` (train | eval | human_oracle), `reward_backend` ("" = the config's), `resume`, `use_sim`,
+`learner_address` ("" = the config's learner; "local" = the learner as a Ray actor on a local Ray;
+else the Ray cluster to run it on, e.g. "auto" or "ray://gpu-box:10001": learner.mode=ray) and
 `overrides` (dotted config overrides, e.g. ["train.env_steps=3000"]). `human_oracle` is training
 with the human's reward (reward.backend=human), the baseline the papers compare against. `use_sim`
 runs the same task on the in-process simulated tabletop (robot.kind=sim, simulated cameras of the
@@ -43,7 +45,7 @@ from ..train.trainer import DSRLTrainer
 
 MODES = ("train", "eval", "human_oracle")
 PARAMETERS: dict[str, Any] = {"config": "", "mode": "train", "reward_backend": "", "resume": False, "use_sim": False,
-                              "overrides": ()}
+                              "learner_address": "", "overrides": ()}
 ESTOP_TOPIC = "~/emergency_stop"
 LEARNER_JOIN_S = 120.0  # how long a stop's checkpoint waits for the trainer's learner to finish its cycle
 
@@ -55,6 +57,7 @@ class NodeParams:
     reward_backend: str = ""
     resume: bool = False
     use_sim: bool = False
+    learner_address: str = ""
     overrides: tuple[str, ...] = ()
 
     @classmethod
@@ -79,6 +82,9 @@ def node_config(params: NodeParams) -> Config:
         backend = "human"
     if backend:
         overrides.append(f"reward.backend={backend}")
+    if params.learner_address:  # the learner as a Ray actor: on a local Ray, or on the cluster at that address
+        address = "" if params.learner_address == "local" else params.learner_address
+        overrides += ["learner.mode=ray", f"learner.address={address}"]
     cfg = load_config(params.config or None, overrides)
     if params.use_sim:
         simulate(cfg)
@@ -358,7 +364,8 @@ def declare_parameters(node) -> NodeParams:
             "overrides", Parameter("overrides", Parameter.Type.STRING_ARRAY, [])).value
     except Exception as err:  # noqa: BLE001 - rclpy's parameter exceptions differ between releases
         raise ConfigError(f"A node parameter is invalid ({err}); the node takes config (string), mode (string), "
-                          "reward_backend (string), resume (bool), use_sim (bool) and overrides (string array).") from err
+                          "reward_backend (string), resume (bool), use_sim (bool), learner_address (string) and overrides "
+                          "(string array).") from err
     return NodeParams.from_dict(values)
 
 
