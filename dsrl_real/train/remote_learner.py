@@ -160,6 +160,11 @@ class RemoteLearner:
         with self._agent_lock:
             return self.agent.state_dict()
 
+    def acknowledged(self, actor_id: str) -> list[int]:
+        """The sequence numbers of `actor_id`'s episodes stored (a learner restored from a checkpoint: those it holds)."""
+        with self._books:
+            return sorted(self._acked.get(str(actor_id), {}))
+
     def stats(self) -> dict[str, Any]:
         with self._books:
             owed = sum(o.updates for o in self._owed)
@@ -229,20 +234,25 @@ class RemoteLearner:
                     self._books.wait_for(lambda: self._owed or self._stopping)
                     if self._stopping:
                         return
-                    job = self._owed[0]
-                    batch = draw(self.agent, self.buffer, self.sample_rng) if job.updates else None
-                if batch is not None:
-                    with self._agent_lock:
+                # One update, or one version's publication, at a time under the agent's lock, which a checkpoint
+                # takes too: it then sees the sampling stream, the agent, the work owed and the version of one moment.
+                with self._agent_lock:
+                    with self._books:
+                        if not self._owed:  # a restore emptied it meanwhile
+                            continue
+                        job = self._owed[0]
+                        batch = draw(self.agent, self.buffer, self.sample_rng) if job.updates else None
+                    if batch is not None:
                         job.metrics = self.agent.update(batch, denoise=self.denoise if self.agent.na else None)
-                    with self._books:
-                        job.updates -= 1
-                if job.updates == 0:
-                    with self._books:
-                        self._owed.popleft()
-                    params = self.agent.acting_params()
-                    with self._published:
-                        self._version, self._params, self._metrics = job.index, params, job.metrics
-                        self._published.notify_all()
+                        with self._books:
+                            job.updates -= 1
+                    if job.updates == 0:
+                        with self._books:
+                            self._owed.popleft()
+                        params = self.agent.acting_params()
+                        with self._published:
+                            self._version, self._params, self._metrics = job.index, params, job.metrics
+                            self._published.notify_all()
         except BaseException as err:  # reported to the robot side by its next call
             with self._published:
                 self._error = f"{type(err).__name__}: {err}"
