@@ -1,7 +1,10 @@
 """Seeding (train.seed_runs): the complete episodes of earlier recorded runs as replay-buffer
 episodes, regrouped into chunk steps with their recorded noise (none: the transitions are masked
 for SAC, usable by DSRL-NA) and rewards re-shaped by reward.form from the recorded label of the
-current primary backend, or, without one, the recorded per-step rewards."""
+current primary backend, or, without one, the recorded per-step rewards.
+
+A run's own training episodes come back the same way (`own_episodes`): learner.mode=ray takes the
+episodes a restarted learner had not acknowledged from the recording (train/recovery.py)."""
 
 from __future__ import annotations
 
@@ -26,12 +29,11 @@ def _chunk_starts(steps: int, noise: np.ndarray | None, chunk_size: int) -> list
     return list(range(0, steps, chunk_size))
 
 
-def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
-                     label: str, form: str) -> Iterator[dict[str, Any]]:
-    """The complete episodes of a recorded run as `ReplayBuffer.add_episode` arguments (without the
-    features): observations at every chunk step and the final one, noise (None when not recorded),
-    chunks, rewards, terminated, truncated."""
-    where = f"train.seed_runs entry '{run_dir}'"
+TRAINING_KINDS = ("warm_start", "train")  # the recorded kinds of the episodes a run learns from (not its evaluations)
+
+
+def _open(run_dir: str | Path, where: str, observation_space) -> tuple[RecordedRun, bool]:
+    """The recorded run and whether this run's observations have cameras (which the recording must have)."""
     try:
         run = RecordedRun(run_dir)
     except RecordingError as err:
@@ -41,29 +43,74 @@ def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tup
     missing = [c for c in cameras if c not in run.cameras]
     if missing:
         raise ConfigError(f"{where} recorded the cameras {run.cameras}, not {missing}; seed from a run with this run's cameras.")
-    for episode in run.episodes(images=bool(cameras)):
-        if not len(episode):
-            continue
-        observations = {k: v for k, v in episode.observations.items() if k in spaces}
-        if sorted(observations) != sorted(spaces) or any(v.shape[1:] != spaces[k].shape for k, v in observations.items()):
-            got = {k: v.shape[1:] for k, v in episode.observations.items()}
-            want = {k: s.shape for k, s in spaces.items()}
-            raise ConfigError(f"{where} has observations {got}; this run's environment gives {want}. "
-                              "Seed from a run with the same observations.")
-        if len(observations[next(iter(observations))]) <= len(episode):
-            continue  # no final observation: a recording not made by an episode loop
-        episode.observations = observations
-        steps = episode.chunk_steps(chunk_shape[0])
-        noise, chunks = steps["noise"], steps["chunks"]
-        if noise is not None and noise.shape[1:] != tuple(noise_shape):
-            raise ConfigError(f"{where} recorded noise of shape {noise.shape[1:]}; this base policy's is {tuple(noise_shape)}. "
-                              "Seed from a run of a policy with the same chunk size.")
-        if chunks.shape[1:] != tuple(chunk_shape):
-            raise ConfigError(f"{where} recorded chunks of shape {chunks.shape[1:]}; this run's are {tuple(chunk_shape)}.")
-        starts = _chunk_starts(len(episode), episode.noise, chunk_shape[0])
-        yield {"observations": steps["observations"], "noise": noise, "chunks": chunks,
-               "rewards": seed_rewards(episode.labels.get(label), form, starts + [len(episode)], steps["rewards"]),
-               "terminated": steps["terminated"], "truncated": steps["truncated"]}
+    return run, bool(cameras)
+
+
+def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
+                     label: str, form: str) -> Iterator[dict[str, Any]]:
+    """The complete episodes of a recorded run as `ReplayBuffer.add_episode` arguments (without the
+    features): observations at every chunk step and the final one, noise (None when not recorded),
+    chunks, rewards, terminated, truncated."""
+    where = f"train.seed_runs entry '{run_dir}'"
+    run, images = _open(run_dir, where, observation_space)
+    for episode in run.episodes(images=images):
+        arrays = _transitions(episode, where, observation_space, noise_shape, chunk_shape, label, form)
+        if arrays is not None:
+            yield arrays
+
+
+def own_episodes(run_dir: str | Path, numbers: list[int], *, observation_space, noise_shape: tuple[int, ...],
+                 chunk_shape: tuple[int, ...], label: str, form: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """A run's own training episodes numbered `numbers` (their train_episode; of several recorded with one
+    number, as a resumed run re-runs the episodes after its checkpoint, the last), in that order, each as
+    (number, `seed_transitions`' arrays); the arrays are None for an episode whose `label` is not written
+    yet (its score is on the way), and nothing after it comes. An episode the recording lacks is a RecordingError."""
+    where = f"The run folder '{run_dir}'"
+    run, images = _open(run_dir, where, observation_space)
+    last = {int(r["train_episode"]): r for r in run.records
+            if r.get("kind") in TRAINING_KINDS and not r.get("partial") and r.get("train_episode") is not None}
+    for number in numbers:
+        record = last.get(number)
+        if record is None:
+            raise RecordingError(f"{where} holds no recording of its training episode {number}, which the learner never "
+                                 "acknowledged; run again with --resume to continue from the last checkpoint.")
+        if label not in (record.get("labels") or {}):
+            yield number, None
+            return
+        arrays = _transitions(run.episode(record["episode_index"], images=images), where, observation_space, noise_shape,
+                              chunk_shape, label, form)
+        if arrays is None:
+            raise RecordingError(f"{where} recorded its training episode {number} without its final observation; run "
+                                 "again with --resume to continue from the last checkpoint.")
+        yield number, arrays
+
+
+def _transitions(episode, where: str, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
+                 label: str, form: str) -> dict[str, Any] | None:
+    """One recorded episode as `seed_transitions` gives it; None when it has no step or no final observation."""
+    spaces = observation_space.spaces
+    if not len(episode):
+        return None
+    observations = {k: v for k, v in episode.observations.items() if k in spaces}
+    if sorted(observations) != sorted(spaces) or any(v.shape[1:] != spaces[k].shape for k, v in observations.items()):
+        got = {k: v.shape[1:] for k, v in episode.observations.items()}
+        want = {k: s.shape for k, s in spaces.items()}
+        raise ConfigError(f"{where} has observations {got}; this run's environment gives {want}. "
+                          "Seed from a run with the same observations.")
+    if len(observations[next(iter(observations))]) <= len(episode):
+        return None  # no final observation: a recording not made by an episode loop
+    episode.observations = observations
+    steps = episode.chunk_steps(chunk_shape[0])
+    noise, chunks = steps["noise"], steps["chunks"]
+    if noise is not None and noise.shape[1:] != tuple(noise_shape):
+        raise ConfigError(f"{where} recorded noise of shape {noise.shape[1:]}; this base policy's is {tuple(noise_shape)}. "
+                          "Seed from a run of a policy with the same chunk size.")
+    if chunks.shape[1:] != tuple(chunk_shape):
+        raise ConfigError(f"{where} recorded chunks of shape {chunks.shape[1:]}; this run's are {tuple(chunk_shape)}.")
+    starts = _chunk_starts(len(episode), episode.noise, chunk_shape[0])
+    return {"observations": steps["observations"], "noise": noise, "chunks": chunks,
+            "rewards": seed_rewards(episode.labels.get(label), form, starts + [len(episode)], steps["rewards"]),
+            "terminated": steps["terminated"], "truncated": steps["truncated"]}
 
 
 def seed_rewards(label: dict | None, form: str, step_frames: list[int], recorded: np.ndarray) -> np.ndarray:
