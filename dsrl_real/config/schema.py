@@ -256,6 +256,15 @@ class LearnerConfig:
     # ray: the longest the robot waits at an episode boundary for parameters within max_policy_lag; past it the episode
     # runs with the parameters it has, and says so
     policy_wait_s: float = checked(600.0, "(0, 86400]")
+    # ray: when the learner goes away mid-run the robot finishes its episode, then goes on with the parameters it has
+    # (continue) or holds in its start pose until the learner is back (pause); either way the learner, once back, takes
+    # in from the recording every episode it had not acknowledged
+    on_loss: Literal["continue", "pause"] = "continue"
+    # ray: this side starts the learner actor when none runs under the run's name (at the start and after losing it);
+    # false: it waits, up to learner.wait_s, for one started elsewhere from the same config
+    spawn: bool = True
+    # ray: the longest the robot waits for a learner to come up or back (spawn=false, on_loss=pause, the run's end)
+    wait_s: float = checked(600.0, "(0, 86400]")
 
 
 @dataclass

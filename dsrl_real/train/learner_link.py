@@ -1,8 +1,12 @@
 """The robot side's link to the learner of learner.mode=ray (remote_learner.py) over Ray: it reaches Ray (a
 local `ray.init()`, or the cluster at learner.address), starts the learner actor or connects to the one
 running, and refuses, in one sentence, a learner whose config or architecture differs from the robot's.
-Every call has a deadline. `close()` ends what this side started: the learner it created, and Ray if it
-started it, so no Ray process outlives the run.
+Every call has a deadline. A learner that dies or misses one is *lost* (`LearnerLost`, `lost` says why);
+`reconnect` reaches it again, the one running under the run's name or (learner.spawn) a new one this side
+starts, without waiting unless told to (recovery.py decides what the robot does meanwhile). With
+learner.spawn=false this side never starts a learner: it waits, up to learner.wait_s, for one started
+elsewhere. `close()` ends what this side started: the learners it created, and Ray if it started it, so no
+Ray process outlives the run.
 
 Ray is imported only here, and only when learner.mode=ray: the default install has none.
 """
@@ -27,8 +31,20 @@ NAMESPACE = "dsrl_real"  # the Ray namespace of the learner actors; each is name
 ACTOR_ID = "robot"  # this side's actor id (one robot for now; several actors get their own)
 
 
+POLL_S = 0.2  # between looks for a learner that has not come up yet (within a deadline)
+
+
 class LearnerError(UserError):
     """The learner cannot be reached, refuses this robot, or failed; the message says what to do."""
+
+
+class LearnerLost(LearnerError):
+    """The learner died or missed a deadline: the robot side may take it back (`LearnerLink.reconnect`).
+    `reason`: what happened, one clause."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def learner_name(run_id: str) -> str:
@@ -46,14 +62,18 @@ def import_ray():
 class LearnerLink:
     def __init__(self, cfg: LearnerConfig, spec: LearnerSpec, denoise: Callable | None = None):
         ray = import_ray()
-        self.ray, self.cfg, self.spec = ray, cfg, spec
+        self.ray, self.cfg, self.spec, self.denoise = ray, cfg, spec, denoise
         self.name = learner_name(spec.run_id)
-        self.started_ray = self.created = False
+        self.started_ray = False
         self.handle = None
+        self.created = False  # whether this side started `handle` (close() then ends it)
+        self._coming: tuple | None = None  # a learner being reached (see _find_or_start)
+        self._mine: list = []  # every learner this side started (close() ends those still there)
+        self.lost: str | None = "not reached yet"  # why the learner is not reachable now, or None
         self.acting_version = 0  # the learner version whose parameters act (0: the initial ones, as the robot's agent has)
         self.fresh: dict[str, Any] | None = None  # newer parameters received, swapped in at the next episode boundary
         self.gradient_steps = 0  # the learner's, at the last `absorb`
-        where = cfg.address or "a local Ray"
+        self.where = cfg.address or "a local Ray"
         if not ray.is_initialized():
             try:
                 with warnings.catch_warnings():
@@ -66,27 +86,88 @@ class LearnerLink:
                                    "(ray start --head on the learner's machine) or fix the address.") from err
             self.started_ray = True
         try:
-            self.handle = self._find_or_start(denoise)
-            theirs = self._get(self.handle.fingerprint.remote(), f"reach the learner on {where}")
-            problem = mismatch(fingerprint(spec), theirs)
-            if problem:
-                raise LearnerError(problem)
+            self._connect()
         except BaseException:
             self.close()
             raise
 
-    def _find_or_start(self, denoise):
+    def _connect(self) -> None:
+        """Reach the learner at the start: the one running, or one this side starts (learner.spawn), within
+        learner.connect_timeout_s; with spawn=false, one started elsewhere within learner.wait_s."""
+        cfg = self.cfg
+        wait = cfg.connect_timeout_s
+        if not cfg.spawn:
+            self._coming = self._find_or_start()
+            if self._coming is None:
+                log.info(f"No learner runs as '{self.name}' on {self.where} yet; this side waits up to learner.wait_s={cfg.wait_s:g} s "
+                         "for one started there from this run's config.")
+                wait = cfg.wait_s
+        if self.reconnect(wait):
+            return
+        if self._coming is None:
+            raise LearnerError(f"No learner came up as '{self.name}' on {self.where} within learner.wait_s={cfg.wait_s:g} s; start "
+                               "it there from this run's config, or set learner.spawn=true to let this side start it.")
+        raise LearnerError(f"The learner did not answer within {wait:g} s (to reach the learner on {self.where}); check that its "
+                           f"node runs and has learner.num_gpus={cfg.num_gpus:g} free, or raise learner.connect_timeout_s.")
+
+    def reconnect(self, wait_s: float) -> bool:
+        """Reach the learner (after `lost`): the one running under the run's name, else, with learner.spawn,
+        a new one this side starts. True once it answers and its fingerprint matches (a mismatch is a
+        LearnerError); False if that did not happen within `wait_s` (0: only what is ready now; a learner
+        still starting is looked at again by the next call)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self._coming is None:
+                self._coming = self._find_or_start()
+            if self._coming is not None:
+                handle, ref, created, new = self._coming
+                ready, _ = self.ray.wait([ref], timeout=max(0.0, deadline - time.monotonic()))
+                if ready:
+                    self._coming = None
+                    try:
+                        theirs = self.ray.get(ref, timeout=self.cfg.connect_timeout_s)
+                    except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError) as err:
+                        if new:  # the learner this call started failed to start: starting more would fail alike
+                            raise LearnerError(f"The learner failed to start ({_first_line(err)}); Ray's session logs on "
+                                               f"{self.where} say why.") from err
+                        log.debug(f"The learner died while being reached ({_first_line(err)}); looking again.")
+                        theirs = None
+                    if theirs is not None:
+                        problem = mismatch(fingerprint(self.spec), theirs)
+                        if problem:
+                            raise LearnerError(problem)
+                        self.handle, self.created, self.lost = handle, created, None
+                        return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._coming is None:
+                time.sleep(min(POLL_S, left))
+
+    def _find_or_start(self) -> tuple | None:
+        """(handle, its fingerprint's ref, created by this side, started by this call) of the learner running under
+        the run's name, else of one this side starts (learner.spawn); None when there is none to reach yet."""
         ray = self.ray
         try:
             handle = ray.get_actor(self.name, namespace=NAMESPACE)
-            log.info(f"Connected to the running learner '{self.name}'.")
-            return handle
         except ValueError:
-            pass
+            handle = None
+        if handle is not None:
+            created = any(handle._actor_id == mine._actor_id for mine in self._mine)
+            if not created:
+                log.info(f"Connected to the running learner '{self.name}'.")
+            return handle, handle.fingerprint.remote(), created, False
+        if not self.cfg.spawn:
+            return None
         actor = ray.remote(RemoteLearner).options(name=self.name, namespace=NAMESPACE, num_cpus=1, num_gpus=self.cfg.num_gpus,
                                                    max_concurrency=4, max_restarts=0)
-        self.created = True
-        return actor.remote(self.spec, denoise)
+        try:
+            handle = actor.remote(self.spec, self.denoise)
+        except ValueError as err:  # the name is still held by the learner that just died
+            log.debug(f"The learner could not be started yet ({_first_line(err)}).")
+            return None
+        self._mine.append(handle)
+        return handle, handle.fingerprint.remote(), True, True
 
     def _get(self, ref, doing: str, timeout: float | None = None):
         """ray.get with a deadline, turning the learner's absence or failure into one sentence."""
@@ -95,11 +176,13 @@ class LearnerLink:
         try:
             return ray.get(ref, timeout=timeout)
         except ray.exceptions.GetTimeoutError as err:
-            raise LearnerError(f"The learner did not answer within {timeout:g} s (to {doing}); check that its node runs and has "
-                               f"learner.num_gpus={self.cfg.num_gpus:g} free, or raise learner.connect_timeout_s.") from err
+            self.lost = f"it did not answer within {timeout:g} s when asked to {doing}"
+            raise LearnerLost(f"The learner did not answer within {timeout:g} s (to {doing}); check that its node runs and has "
+                              f"learner.num_gpus={self.cfg.num_gpus:g} free, or raise learner.connect_timeout_s.", self.lost) from err
         except ray.exceptions.RayActorError as err:
-            raise LearnerError(f"The learner stopped ({_first_line(err)}) when asked to {doing}; the run's checkpoints keep "
-                               "everything up to the last one: run again with --resume.") from err
+            self.lost = f"it stopped when asked to {doing}: {_first_line(err)}"
+            raise LearnerLost(f"The learner stopped ({_first_line(err)}) when asked to {doing}; the run's checkpoints keep "
+                              "everything up to the last one: run again with --resume.", self.lost) from err
         except ray.exceptions.RayTaskError as err:
             raise LearnerError(f"The learner failed to {doing} ({_first_line(err.cause if err.cause else err)}); "
                                "run again with --resume from the last checkpoint.") from err
@@ -171,26 +254,29 @@ class LearnerLink:
     def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
         return self._get(self.handle.restore.remote(folder, episodes, sample_rng), "load the checkpoint")
 
+    def acknowledged(self, actor_id: str = ACTOR_ID) -> list[int]:
+        return self._get(self.handle.acknowledged.remote(actor_id), "list the episodes it holds")
+
     def stats(self) -> dict[str, Any]:
         return self._get(self.handle.stats.remote(), "report its statistics")
 
     def close(self) -> None:
-        """End the learner this side created and Ray if this side started it (idempotent)."""
+        """End the learners this side started and Ray if this side started it (idempotent)."""
         ray = self.ray
         try:
-            if self.created and self.handle is not None:
+            for handle in self._mine:
                 try:
-                    ray.get(self.handle.close.remote(), timeout=self.cfg.connect_timeout_s)
+                    ray.get(handle.close.remote(), timeout=self.cfg.connect_timeout_s)
                 except Exception as err:  # it may be gone already; the kill below ends it either way
-                    log.debug(f"The learner did not close cleanly: {err}")
-                ray.kill(self.handle)
+                    log.debug(f"A learner did not close cleanly: {err}")
+                ray.kill(handle)
+            if self._mine:
                 self._wait_gone()
         finally:
-            self.handle, self.created = None, False
+            self.handle, self.created, self._coming, self._mine = None, False, None, []
             if self.started_ray:
                 self.started_ray = False
                 ray.shutdown()
-
 
     def _wait_gone(self) -> None:
         """Until Ray no longer knows the learner's name (a later run of this folder then starts a fresh
