@@ -22,6 +22,9 @@ episodes sent by more than learner.max_policy_lag versions; they are swapped in 
 boundary. Lag 0 is lockstep and gives inline mode's run. Its episode records add robot_idle_fraction
 (the robot's wait for the cycle after its reset, over the time from the cycle's start to the
 episode's end), policy_lag (versions) and gradient_steps_per_env_step (the learner's, since the last record).
+The robot never blocks on the learner: when it goes away, the robot goes on or holds in its start pose
+(learner.on_loss), and the learner, once back, takes in from the recording every episode it had not
+acknowledged (recovery.py).
 
 Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
 backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
@@ -54,7 +57,7 @@ from ..policies.checkpoint import CheckpointError, check_fits
 from ..recording import EpisodeRecording, RunRecorder
 from ..recording.labels import episode_label, label_name
 from ..recording.run import RunRecording, run_meta
-from ..recording.seeding import seed_transitions
+from ..recording.seeding import own_episodes, seed_transitions
 from ..recording.shadows import ShadowScorers
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
@@ -67,7 +70,8 @@ from .checkpoints import LATEST
 from .episode import ChunkEpisode, run_chunk_episode
 from .features import FeatureFn
 from .learner import Learner
-from .learner_link import LearnerLink
+from .learner_link import LearnerLink, LearnerLost
+from .recovery import LearnerRecovery
 from .remote_learner import LearnerSpec
 from .updates import learn, updates_due
 
@@ -130,6 +134,7 @@ class DSRLTrainer:
         self._recording: RunRecording | None = None
         self.learner = Learner()  # absorbs each finished episode, learns and checkpoints, beside the next reset
         self.link: LearnerLink | None = None  # learner.mode=ray: the learner actor, while run() runs
+        self.recovery: LearnerRecovery | None = None  # learner.mode=ray: what the robot does when the learner goes away
         self._pending: PendingEpisode | None = None  # finished, not yet in the replay buffer
         if self.rewards.ends_episodes:
             self.env.terminate_on_success = False  # the detector (or the human) decides, as it must on hardware
@@ -187,24 +192,39 @@ class DSRLTrainer:
                     features=np.stack(ep.features), noise=np.stack(ep.noise), chunks=np.stack(ep.chunks), rewards=scored.rewards,
                     terminated=ep.terminated, truncated=ep.truncated)
 
-    def seed_buffer(self) -> int:
+    def _recorded_arrays(self, ep: dict[str, Any]) -> dict[str, Any]:
+        """A recorded episode (seeding.py's arrays) as the replay buffer takes it: the buffer's observations and the features."""
+        observations = {k: v for k, v in ep["observations"].items() if k in self.buffer_keys}
+        return dict(observations=observations, features=self.features(ep["observations"]), noise=ep["noise"],
+                    chunks=ep["chunks"], rewards=ep["rewards"], terminated=ep["terminated"], truncated=ep["truncated"])
+
+    def _recorded_episodes(self, numbers: list[int]):
+        """learner.mode=ray: this run's recorded training episodes numbered `numbers`, for a learner that had
+        not acknowledged them (recovery.py): (number, the arrays, or None while its reward label is on the way)."""
+        for number, ep in own_episodes(self.out_dir, numbers, observation_space=self.env.observation_space,
+                                       noise_shape=self.policy.noise_shape, chunk_shape=(self.policy.chunk_size, self.policy.action_dim),
+                                       label=self.reward_label, form=self.cfg.reward.form):
+            yield number, None if ep is None else self._recorded_arrays(ep)
+
+    def _wait_for_labels(self, timeout: float) -> bool:
+        return self._recording is None or self._recording.wait_for_labels(timeout)
+
+    def seed_buffer(self, quiet: bool = False) -> int:
         """Put the complete episodes of the recorded runs in train.seed_runs into the replay buffer
-        (before the warm start); returns how many."""
+        (before the warm start); returns how many. `quiet`: no metrics record (a restarted learner's again)."""
         episodes = transitions = 0
         for run_dir in self.cfg.train.seed_runs:
             for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
                                        chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.reward_label,
                                        form=self.cfg.reward.form):
-                observations = {k: v for k, v in ep["observations"].items() if k in self.buffer_keys}
-                arrays = dict(observations=observations, features=self.features(ep["observations"]), noise=ep["noise"],
-                              chunks=ep["chunks"], rewards=ep["rewards"], terminated=ep["terminated"], truncated=ep["truncated"])
+                arrays = self._recorded_arrays(ep)
                 if self.link is None:
                     self.buffer.add_episode(**arrays)
                 else:  # into the learner's buffer, counted as no episode of this run
                     self.link.add_episode(episodes, -1, arrays, counted=False, actor_id="seed")
                 episodes += 1
                 transitions += len(ep["rewards"])
-        if self.cfg.train.seed_runs and self.logger is not None:
+        if self.cfg.train.seed_runs and self.logger is not None and not quiet:
             self.logger.log("seed", 0, runs=list(self.cfg.train.seed_runs), episodes=episodes, transitions=transitions)
         return episodes
 
@@ -437,6 +457,8 @@ class DSRLTrainer:
                         self._settle(cycle.value)
                 if cycle.error is not None:
                     raise cycle.error
+                if self.recovery is not None and self.recovery.away and self.cfg.learner.on_loss == "pause":
+                    self._pause_for_learner()
                 waited = time.monotonic() - reset_done  # the robot, reset, stood waiting for the learner's cycle
                 version = self.link.swap(self.agent) if self.link is not None else 0  # ray: the newest parameters, at this boundary
                 warm = self.episodes < cfg.warm_start_episodes
@@ -462,7 +484,11 @@ class DSRLTrainer:
                         self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps))
-            self._finish_episodes(max_lag=0)
+            self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
+            if self.recovery is not None and self.recovery.away:  # gone again at the very end: one more wait, then a checkpoint
+                self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
+                if self.recovery.away:
+                    raise self.recovery.gone()
             if self.link is not None:
                 self.link.sync(self.agent)  # the learner's whole state: the final evaluation and the result are the trained agent's
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
@@ -482,19 +508,30 @@ class DSRLTrainer:
             self.learner.stop()
             self.logger.close()
 
-    def _finish_episodes(self, max_lag: int | None = None) -> None:
+    def _finish_episodes(self, max_lag: int | None = None, wait_s: float = 0.0) -> None:
         """Absorb the last episode (unless the learner already did), do its gradient work and write a
         checkpoint (end of a run, or a stop). learner.mode=ray: the gradient work is waited for only
-        within `max_lag` versions (default learner.max_policy_lag); the checkpoint keeps what is owed."""
-        self._settle(self._learn_cycle(force=True, max_lag=max_lag))
+        within `max_lag` versions (default learner.max_policy_lag); the checkpoint keeps what is owed.
+        A learner that is away is waited for up to `wait_s` (none after a stop)."""
+        self._settle(self._learn_cycle(force=True, max_lag=max_lag, wait_s=wait_s))
 
-    def _learn_cycle(self, force: bool = False, max_lag: int | None = None) -> dict[str, Any]:
+    def _pause_for_learner(self) -> None:
+        """learner.on_loss=pause: hold in the start pose until the learner is back, at most learner.wait_s."""
+        self.env.hold()
+        if not self.recovery.take_back(self.episodes, self.cfg.learner.wait_s):
+            raise self.recovery.gone()
+        self.env.resume()
+
+    def _learn_cycle(self, force: bool = False, max_lag: int | None = None, wait_s: float = 0.0) -> dict[str, Any]:
         """The learner's part of a cycle: the pending episode enters the buffer once its score is in,
         then its gradient steps run, then the checkpoint, which also holds the episode's metrics
         record (["record"]; ["safe"]: the records the checkpoint holds). Runs beside the scene reset.
-        learner.mode=ray: the episode goes to the learner actor instead (see _absorb_remote)."""
+        learner.mode=ray: the episode goes to the learner actor instead (see _absorb_remote); while the
+        learner is away no checkpoint is written and the records wait for the next one."""
         out: dict[str, Any] = {}
         finished = self._pending
+        if self.recovery is not None and self.recovery.away:  # take it back if it can be, with the episodes before this one
+            self.recovery.take_back(finished.index - 1 if finished is not None else self.episodes, wait_s)
         if finished is not None:
             cfg = self.cfg.train
             scored = finished.scored.result()
@@ -509,17 +546,29 @@ class DSRLTrainer:
             out["record"] = self._episode_record(finished, scored, metrics)
         every = self.cfg.train.checkpoint_every_episodes
         if self.episodes and (force or (every and self.episodes % every == 0)):
+            if self.recovery is not None and self.recovery.away:
+                return out  # the learner holds the training state: the records wait for the next checkpoint
             records = self._unlogged + ([out["record"]] if "record" in out else [])
-            self._save_checkpoint(records)
+            try:
+                self._save_checkpoint(records)
+            except LearnerLost as err:
+                self.recovery.lost(err, self.episodes)
+                return out
             out["safe"] = records
         return out
 
     def _absorb_remote(self, finished: PendingEpisode, scored: ScoredEpisode, max_lag: int | None) -> dict:
         """learner.mode=ray: send the episode to the learner (acknowledged once stored, never waiting for
-        its gradient steps beyond learner.max_policy_lag); the record's learner metrics and the robot's."""
+        its gradient steps beyond learner.max_policy_lag); the record's learner metrics and the robot's.
+        While the learner is away the episode is left to the recording (recovery.py)."""
         lag = self.cfg.learner.max_policy_lag if max_lag is None else max_lag
-        metrics = self.link.absorb(finished.index, finished.policy_version, self._transitions(finished.ep, scored),
-                                   finished.ep.env_steps, lag)
+        metrics: dict[str, Any] = {}
+        if not self.recovery.away:
+            try:
+                metrics = self.link.absorb(finished.index, finished.policy_version, self._transitions(finished.ep, scored),
+                                           finished.ep.env_steps, lag)
+            except LearnerLost as err:
+                self.recovery.lost(err, finished.index)
         self._pending = None
         return {**metrics, **finished.robot}
 
@@ -539,10 +588,13 @@ class DSRLTrainer:
             yield
             return
         self.link = LearnerLink(self.cfg.learner, self.learner_spec(), self._denoise() if self.agent.na else None)
+        self.recovery = LearnerRecovery(self.cfg.learner, self.link, self.out_dir,
+                                        self._recorded_episodes if self.cfg.train.record else None,
+                                        lambda: self.seed_buffer(quiet=True), self._wait_for_labels)
         try:
             yield
         finally:
-            link, self.link = self.link, None
+            link, self.link, self.recovery = self.link, None, None
             link.close()
 
     def _episode_record(self, finished: PendingEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
