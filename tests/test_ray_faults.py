@@ -20,6 +20,8 @@ from test_ray_learner import local_ray, no_ray_yet, ray_daemons, records  # noqa
 from test_train import make_trainer
 
 from dsrl_real.data.replay import ReplayBuffer
+from dsrl_real.recording.reader import RecordedRun
+from dsrl_real.recording.seeding import TRAINING_KINDS
 from dsrl_real.train import checkpoints
 from dsrl_real.train.learner_link import LearnerError, LearnerLink
 
@@ -195,4 +197,30 @@ def test_a_robot_side_waiting_for_a_learner_that_never_comes_stops_at_its_deadli
         trainer.run()
     assert str(stopped.value) == (f"No learner came up as 'dsrl_learner:{tmp_path.resolve()}' on a local Ray within learner.wait_s=1 s; "
                                   "start it there from this run's config, or set learner.spawn=true to let this side start it.")
+    assert not ray.is_initialized() and ray_daemons() == []
+
+
+def test_a_paused_robot_whose_learner_does_not_come_back_stops_at_its_deadline_and_leaves_nothing_running(tmp_path):
+    no_ray_yet()
+    trainer = make_trainer(tmp_path, "train.env_steps=60", "learner.mode=ray", "learner.on_loss=pause", "learner.wait_s=1")
+    step = trainer.env.step
+
+    def step_then_lose_the_learner_for_good(action):  # its node is gone: none can be started again either
+        if trainer.episodes == 3 and trainer.link.cfg.spawn:
+            trainer.link.cfg = dataclasses.replace(trainer.link.cfg, spawn=False)
+            kill_learner(trainer.link.handle)
+        return step(action)
+
+    trainer.env.step = step_then_lose_the_learner_for_good
+    held = []
+    trainer.env.hold = lambda: held.append(("hold", trainer.episodes))
+    trainer.env.resume = lambda: held.append(("resume", trainer.episodes))
+    with pytest.raises(LearnerError) as stopped:
+        trainer.run()
+    assert str(stopped.value) == ("The learner was not back within learner.wait_s=1 s; the robot stopped in its start pose: start the "
+                                  "learner, then run again with --resume to continue from the last checkpoint.")
+    assert held == [("hold", 4)]
+    # Episode 4 is recorded; its metrics record waits for a checkpoint, as after any stop before one.
+    assert [r["train_episode"] for r in RecordedRun(tmp_path).records if r["kind"] in TRAINING_KINDS] == [1, 2, 3, 4]
+    assert [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"] == [1, 2, 3]
     assert not ray.is_initialized() and ray_daemons() == []
