@@ -57,7 +57,7 @@ def records(run_dir) -> list[dict]:
 
 def comparable(record: dict) -> dict:
     """A metrics record without what differs between two runs of the same seed (the clock) or between the modes."""
-    return {k: v for k, v in record.items() if k not in ("time", "reward_wait_s", *RAY_ONLY)}
+    return {k: v for k, v in record.items() if k not in ("time", "reward_wait_s", "robot_wait_s", "robot_wall_s", *RAY_ONLY)}
 
 
 def test_a_lockstep_ray_run_equals_an_inline_run(tmp_path, local_ray):

@@ -19,9 +19,9 @@ With learner.mode=ray the learner is a Ray actor that holds the agent's training
 buffer (remote_learner.py, reached through learner_link.py): the cycle sends the scored episode
 (acknowledged once stored) and waits for newer parameters only when the acting ones would trail the
 episodes sent by more than learner.max_policy_lag versions; they are swapped in at the next episode
-boundary. Lag 0 is lockstep and gives inline mode's run. Its episode records add robot_idle_fraction
-(the robot's wait for the cycle after its reset, over the time from the cycle's start to the
-episode's end), policy_lag (versions) and gradient_steps_per_env_step (the learner's, since the last record).
+boundary. Lag 0 is lockstep and gives inline mode's run. In either mode the episode records carry the
+robot's wait for the cycle after its reset, its share of the time from the cycle's start to the episode's
+end, the policy lag (versions; 0 inline) and the learner's gradient steps per env step (analysis/robot_idle.py).
 The robot never blocks on the learner: when it goes away, the robot goes on or holds in its start pose
 (learner.on_loss), and the learner, once back, takes in from the recording every episode it had not
 acknowledged (recovery.py).
@@ -46,6 +46,7 @@ import numpy as np
 
 from ..agents.dsrl import DSRLAgent
 from ..analysis.metrics import MetricsLogger, plot_learning_curve
+from ..analysis.robot_idle import progress_line, robot_fields
 from ..config import Config, ConfigError
 from ..data.replay import ReplayBuffer
 from ..envs.make import build_env
@@ -90,7 +91,7 @@ class PendingEpisode:
     env_steps: int  # env steps so far, this episode included
     record: int | None = None  # its index in the recording
     policy_version: int = 0  # learner.mode=ray: the learner version whose parameters acted
-    robot: dict = dataclasses.field(default_factory=dict)  # learner.mode=ray: policy_lag, robot_idle_fraction
+    robot: dict = dataclasses.field(default_factory=dict)  # analysis/robot_idle.py's robot_fields
 
 
 # ---- the trainer ---------------------------------------------------------------------------------
@@ -471,9 +472,8 @@ class DSRLTrainer:
                 self.episodes += 1
                 self.env_steps += ep.env_steps
                 self._pending = PendingEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index, policy_version=version)
-                if self.link is not None:
-                    self._pending.robot = {"policy_lag": self.episodes - 1 - version,
-                                           "robot_idle_fraction": waited / max(time.monotonic() - boundary, 1e-9)}
+                lag = self.episodes - 1 - version if self.link is not None else 0  # inline mode is lockstep
+                self._pending.robot = robot_fields(waited, time.monotonic() - boundary, lag)
                 self._ask_labels(index, ep, scored)
                 if cfg.video_every_episodes and self.episodes % cfg.video_every_episodes == 0 and ep.frames:
                     name = next(iter(ep.frames))
@@ -483,7 +483,8 @@ class DSRLTrainer:
                     if self.env_steps < cfg.env_steps:  # at the budget's end the final evaluation follows at once
                         self._log_eval()
                 if progress:
-                    progress.update(task, completed=min(self.env_steps, cfg.env_steps))
+                    progress.update(task, completed=min(self.env_steps, cfg.env_steps),
+                                    description=progress_line(self.label, self._pending.robot, ray=self.link is not None))
             self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
             if self.recovery is not None and self.recovery.away:  # gone again at the very end: one more wait, then a checkpoint
                 self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
@@ -542,7 +543,9 @@ class DSRLTrainer:
                 self._pending = None
                 n = finished.index
                 updates = updates_due(n, cfg.warm_start_episodes, len(self.buffer), len(finished.ep.chunks), cfg.updates_per_chunk)
+                steps = self.agent.step
                 metrics = self._learn(updates) if updates else {}
+                metrics.update(finished.robot, gradient_steps_per_env_step=(self.agent.step - steps) / max(1, finished.ep.env_steps))
             out["record"] = self._episode_record(finished, scored, metrics)
         every = self.cfg.train.checkpoint_every_episodes
         if self.episodes and (force or (every and self.episodes % every == 0)):
