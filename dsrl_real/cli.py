@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
-from .analysis.report import agreement_lines, report_table, write_report
+from .analysis.report import agreement_lines, report_table, robot_table, write_report
 from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .config import ConfigError, check_config, load_config, to_yaml
@@ -227,10 +227,13 @@ def _cmd_report(args) -> int:
     summary, json_path, png_path = write_report(args.run_dir, out_dir=args.out)
     console = _table_console()
     console.print(report_table(summary))
+    if summary["robot"] is not None:
+        console.print(robot_table(summary))
     for line in agreement_lines(summary):
         console.print(line)
     print(json.dumps({"json": str(json_path), "png": str(png_path), "robot_time_s": summary["robot_time_s"],
-                      "episodes": summary["total"]["episodes"], "success_rate": summary["total"]["success_rate"]}))
+                      "episodes": summary["total"]["episodes"], "success_rate": summary["total"]["success_rate"],
+                      "robot": summary["robot"]}))
     return 0
 
 

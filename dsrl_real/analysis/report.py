@@ -1,6 +1,7 @@
 """`dsrl-real report RUN_DIR`: what a run did, from its metrics (metrics.jsonl) and its recorded
 episodes: the learning curve, success over time per episode kind, the reward backends' agreement
-with the human (the audit's summary), robot time used and safety interventions."""
+with the human (the audit's summary), robot time used and safety interventions, and how long the
+robot waited for the learner (robot_idle.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..rollout import success_summary
 from .audit import AuditError, audit_run, problems_caption
 from .audit import summary as audit_summary
 from .metrics import save_figure
+from .robot_idle import robot_summary
 from .run_dir import find_run
 
 ROLLING_WINDOW = 10
@@ -73,6 +75,7 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
         for r in metrics if r.get("kind") in ("eval", "final_eval") and "success_rate" in r]
     out["training_episodes"] = [{"env_steps": r["step"], "reward": r.get("reward"), "success": r.get("success")}
                                 for r in metrics if r.get("kind") == "episode"]
+    out["robot"] = robot_summary([r for r in metrics if r.get("kind") == "episode"])  # None for a run without the fields
     run = RecordedRun(run_dir) if is_recording(run_dir) else None
     records = run.records if run is not None else []
     out["file_problems"] = run.check_files() if run is not None else []  # named; the summary goes on from the records
@@ -121,6 +124,22 @@ def report_table(summary: dict):
         lo, hi = s["ci95"]
         table.add_row(kind, str(s["episodes"]), str(s["partial"]), f"{s['success_rate']:.0%} [{lo * 100:.0f}-{hi * 100:.0f}%]",
                       str(s["env_steps"]), f"{s['robot_time_s'] / 60:.1f}", str(s["safety_interventions"]), str(s["overruns"]))
+    return table
+
+
+def robot_table(summary: dict) -> Table | None:
+    """The robot's time against the learner's after the warm start (None for a run whose records lack it)."""
+    robot = summary.get("robot")
+    if robot is None:
+        return None
+    table = Table(title="The robot and the learner, after the warm start")
+    for column in ("episodes", "env steps", "robot idle", "grad steps / env step", "policy lag mean", "policy lag max",
+                   "env steps/s", "loop min"):
+        table.add_column(column, justify="right")
+    speed, wall = robot["env_steps_per_s"], robot["wall_s"]
+    table.add_row(str(robot["episodes"]), str(robot["env_steps"]), f"{robot['robot_idle_fraction']:.1%}",
+                  f"{robot['grad_steps_per_env_step']:.2f}", f"{robot['policy_lag']['mean']:.2f}", str(robot["policy_lag"]["max"]),
+                  "-" if speed is None else f"{speed:.2f}", "-" if wall is None else f"{wall / 60:.1f}")
     return table
 
 

@@ -1,0 +1,94 @@
+"""How long the robot waits for the learner (analysis/robot_idle.py): the episode records of both learner modes,
+the live progress line, `dsrl-real report`'s numbers and `dsrl-real bench robot-idle`."""
+
+import json
+
+import pytest
+from test_train import make_trainer
+
+from dsrl_real.analysis.metrics import MetricsLogger
+from dsrl_real.analysis.report import summarize_run
+from dsrl_real.analysis.robot_idle import progress_line
+from dsrl_real.cli import main
+
+# length, warm start, robot_wait_s, robot_wall_s, gradient_steps_per_env_step, policy_lag
+EPISODES = [
+    (10, True, 0.0, 2.0, 0.0, 0),  # the warm start: left out
+    (10, False, 1.0, 4.0, 3.0, 0),  # 30 gradient steps
+    (6, False, 0.0, 2.0, 5.0, 2),  # 30
+    (4, False, 3.0, 10.0, 0.5, 1),  # 2
+]
+
+
+def write_metrics(folder, episodes, seconds=True):
+    logger = MetricsLogger(folder, wandb_mode="disabled")
+    steps = 0
+    for i, (length, warm, wait, wall, grad, lag) in enumerate(episodes, 1):
+        steps += length
+        robot = {"robot_wait_s": wait, "robot_wall_s": wall} if seconds else {}
+        logger.log("episode", steps, episode=i, length=length, warm_start=warm, success=False, robot_idle_fraction=wait / wall,
+                   gradient_steps_per_env_step=grad, policy_lag=lag, **robot)
+    logger.log("final_eval", steps, label="dsrl_sac", env_steps=steps, success_rate=0.5, ci95=[0.1, 0.9], episodes=2)
+    logger.close()
+    return folder
+
+
+def test_report_sums_the_robots_waits_and_the_learners_steps_after_the_warm_start(tmp_path, capsys):
+    run = write_metrics(tmp_path / "run", EPISODES)
+    expected = {"episodes": 3, "env_steps": 20, "robot_idle_fraction": 0.25, "grad_steps_per_env_step": 3.1, "gradient_steps": 62,
+                "policy_lag": {"mean": 1.0, "max": 2}, "env_steps_per_s": 1.25, "wall_s": 16.0}
+    assert summarize_run(run)["robot"] == expected  # waits 4 s of 16 s; 62 gradient steps over 20 env steps
+    assert main(["report", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["robot"] == expected
+    assert json.loads((run / "report.json").read_text())["robot"] == expected
+    row = next(line for line in captured.err.splitlines() if "25.0%" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["3", "20", "25.0%", "3.10", "1.00", "2", "1.25", "0.3"]
+
+
+def test_records_without_the_seconds_give_the_mean_idle_fraction_and_a_run_without_the_fields_none(tmp_path, capsys):
+    run = write_metrics(tmp_path / "older", [(10, False, 1.0, 5.0, 1.0, 0), (10, False, 2.0, 5.0, 1.0, 1)], seconds=False)
+    robot = summarize_run(run)["robot"]
+    assert (robot["robot_idle_fraction"], robot["env_steps_per_s"], robot["wall_s"]) == (0.3, None, None)
+    plain = tmp_path / "plain"
+    logger = MetricsLogger(plain, wandb_mode="disabled")
+    logger.log("episode", 10, episode=1, length=10, warm_start=False, success=False)
+    logger.close()
+    assert summarize_run(plain)["robot"] is None
+    assert main(["report", str(plain)]) == 0
+    assert "The robot and the learner" not in capsys.readouterr().err
+
+
+def test_the_progress_line_shows_the_idle_share_and_in_ray_mode_the_lag():
+    record = {"robot_idle_fraction": 0.034, "policy_lag": 2}
+    assert progress_line("dsrl_sac", record, ray=True) == "dsrl_sac · robot idle 3% · lag 2"
+    assert progress_line("dsrl_sac", record, ray=False) == "dsrl_sac · robot idle 3%"
+
+
+class Progress:
+    """Records the descriptions the trainer gives its progress task."""
+
+    def __init__(self):
+        self.descriptions = []
+
+    def add_task(self, description, **kwargs):
+        return 0
+
+    def update(self, task, description=None, **kwargs):
+        if description is not None:
+            self.descriptions.append(description)
+
+
+def test_an_inline_run_records_the_robots_wait_and_its_gradient_steps_as_ray_mode_does(tmp_path):
+    progress = Progress()
+    make_trainer(tmp_path, "train.env_steps=36").run(progress=progress)
+    episodes = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    episodes = [r for r in episodes if r["kind"] == "episode"]
+    # As in test_ray_learner's lockstep run: two warm-start episodes, then the 6 transitions (1 update each) and
+    # 3 chunk steps, of 2 gradient steps (agent.utd), over 12 env steps per episode.
+    assert [r["gradient_steps_per_env_step"] for r in episodes] == [0.0, 1.0, 0.5]
+    assert [r["policy_lag"] for r in episodes] == [0, 0, 0]
+    for r in episodes:
+        assert 0 <= r["robot_wait_s"] <= r["robot_wall_s"]
+        assert r["robot_idle_fraction"] == pytest.approx(r["robot_wait_s"] / r["robot_wall_s"], abs=1e-3)
+    assert progress.descriptions == [f"dsrl_sac · robot idle {r['robot_idle_fraction']:.0%}" for r in episodes]
