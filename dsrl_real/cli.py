@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import inspect
 import json
 import sys
 import tempfile
@@ -194,7 +195,10 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    print(json.dumps(BENCHMARKS[args.name](), indent=2))
+    bench = BENCHMARKS[args.name]
+    if args.overrides and "overrides" not in inspect.signature(bench).parameters:
+        raise UserError(f"dsrl-real bench {args.name} takes no overrides; run it without '{args.overrides[0]}'.")
+    print(json.dumps(bench(**({"overrides": args.overrides} if args.overrides else {})), indent=2))
     return 0
 
 
@@ -302,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "export", _cmd_export, "convert a run recorded in the older LeRobot v2.1 layout into a LeRobot v3.0 dataset",
              (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
-    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), config=False)
+    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
+             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle)"}),
+             config=False)
     return parser
 
 

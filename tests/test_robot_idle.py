@@ -4,7 +4,7 @@ the live progress line, `dsrl-real report`'s numbers and `dsrl-real bench robot-
 import json
 
 import pytest
-from test_train import make_trainer
+from test_train import FAST, make_trainer
 
 from dsrl_real.analysis.metrics import MetricsLogger
 from dsrl_real.analysis.report import summarize_run
@@ -92,3 +92,27 @@ def test_an_inline_run_records_the_robots_wait_and_its_gradient_steps_as_ray_mod
         assert 0 <= r["robot_wait_s"] <= r["robot_wall_s"]
         assert r["robot_idle_fraction"] == pytest.approx(r["robot_wait_s"] / r["robot_wall_s"], abs=1e-3)
     assert progress.descriptions == [f"dsrl_sac · robot idle {r['robot_idle_fraction']:.0%}" for r in episodes]
+
+
+TINY = [*FAST, "env.real_time=false", "task.max_steps=8"]  # 2 chunk steps per episode, as fast as it runs
+
+
+def test_the_robot_idle_bench_reports_both_modes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)  # the bench's runs go into runs/bench-robot-idle here
+    assert main(["bench", "robot-idle", *TINY]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["agent"]["preset"], out["agent"]["hidden_dim"], out["warm_start_episodes"]) == ("widowx_real", 32, 2)
+    assert (out["env_steps_budget"], out["nominal_grad_steps_per_env_step"], out["machine"]["cores"] >= 1) == (7 * 8, 0.5, True)
+    for mode, lag in (("inline", 0), ("ray", 100)):
+        run = out[mode]
+        assert (run["episodes"], run["env_steps"], run["max_policy_lag"], run["run_episodes"]) == (5, 40, lag, 7)
+        assert 0 <= run["robot_idle_fraction"] <= 1 and run["env_steps_per_s"] > 0 and run["wall_s"] > 0
+        assert run["policy_lag"]["max"] <= lag
+    # Inline mode does every episode's gradient work before the next: 2 updates of 2 steps per 8 env steps.
+    assert (out["inline"]["grad_steps_per_env_step"], out["inline"]["policy_lag"]) == (0.5, {"mean": 0.0, "max": 0})
+
+
+def test_a_bench_without_overrides_refuses_them_in_one_sentence(capsys):
+    assert main(["bench", "sim", "agent.utd=2"]) == 2
+    assert "dsrl-real bench sim takes no overrides; run it without 'agent.utd=2'." in capsys.readouterr().err

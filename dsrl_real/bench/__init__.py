@@ -7,6 +7,7 @@ from .learning import bench_learning
 from .policy_latency import bench_policy_latency
 from .recording import bench_recording
 from .reward_wait import bench_reward_wait
+from .robot_idle import bench_robot_idle
 from .sim import bench_sim
 from .throughput import bench_throughput
 
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "reward-wait": bench_reward_wait,
     "detector": bench_detector,
     "recording": bench_recording,
+    "robot-idle": bench_robot_idle,
 }
 
 __all__ = ["BENCHMARKS"]
