@@ -17,10 +17,11 @@ EPISODES = [
     (10, False, 1.0, 4.0, 3.0, 0),  # 30 gradient steps
     (6, False, 0.0, 2.0, 5.0, 2),  # 30
     (4, False, 3.0, 10.0, 0.5, 1),  # 2
+    (10, False, 0.0, 2.0, 90.0, 3),  # the run's last, absorbed at its end (with every gradient step still owed): left out
 ]
 
 
-def write_metrics(folder, episodes, seconds=True):
+def write_metrics(folder, episodes, seconds=True, finished=True):
     logger = MetricsLogger(folder, wandb_mode="disabled")
     steps = 0
     for i, (length, warm, wait, wall, grad, lag) in enumerate(episodes, 1):
@@ -28,7 +29,8 @@ def write_metrics(folder, episodes, seconds=True):
         robot = {"robot_wait_s": wait, "robot_wall_s": wall} if seconds else {}
         logger.log("episode", steps, episode=i, length=length, warm_start=warm, success=False, robot_idle_fraction=wait / wall,
                    gradient_steps_per_env_step=grad, policy_lag=lag, **robot)
-    logger.log("final_eval", steps, label="dsrl_sac", env_steps=steps, success_rate=0.5, ci95=[0.1, 0.9], episodes=2)
+    if finished:
+        logger.log("final_eval", steps, label="dsrl_sac", env_steps=steps, success_rate=0.5, ci95=[0.1, 0.9], episodes=2)
     logger.close()
     return folder
 
@@ -44,10 +46,15 @@ def test_report_sums_the_robots_waits_and_the_learners_steps_after_the_warm_star
     assert json.loads((run / "report.json").read_text())["robot"] == expected
     row = next(line for line in captured.err.splitlines() if "25.0%" in line)
     assert [cell.strip() for cell in row.split("│")[1:-1]] == ["3", "20", "25.0%", "3.10", "1.00", "2", "1.25", "0.3"]
+    # A run stopped before its end (no final evaluation) absorbed its last episode with the lag it ran with: it counts.
+    stopped = summarize_run(write_metrics(tmp_path / "stopped", EPISODES, finished=False))["robot"]
+    assert stopped == {"episodes": 4, "env_steps": 30, "robot_idle_fraction": 0.2222, "grad_steps_per_env_step": 32.0667,
+                       "gradient_steps": 962, "policy_lag": {"mean": 1.5, "max": 3}, "env_steps_per_s": 1.6667, "wall_s": 18.0}
 
 
 def test_records_without_the_seconds_give_the_mean_idle_fraction_and_a_run_without_the_fields_none(tmp_path, capsys):
-    run = write_metrics(tmp_path / "older", [(10, False, 1.0, 5.0, 1.0, 0), (10, False, 2.0, 5.0, 1.0, 1)], seconds=False)
+    run = write_metrics(tmp_path / "older", [(10, False, 1.0, 5.0, 1.0, 0), (10, False, 2.0, 5.0, 1.0, 1), (10, False, 0.0, 5.0, 9.0, 1)],
+                        seconds=False)
     robot = summarize_run(run)["robot"]
     assert (robot["robot_idle_fraction"], robot["env_steps_per_s"], robot["wall_s"]) == (0.3, None, None)
     plain = tmp_path / "plain"
@@ -103,10 +110,10 @@ def test_the_robot_idle_bench_reports_both_modes(tmp_path, monkeypatch, capsys):
     assert main(["bench", "robot-idle", *TINY]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["agent"]["preset"], out["agent"]["hidden_dim"], out["warm_start_episodes"]) == ("widowx_real", 32, 2)
-    assert (out["env_steps_budget"], out["nominal_grad_steps_per_env_step"], out["machine"]["cores"] >= 1) == (7 * 8, 0.5, True)
+    assert (out["env_steps_budget"], out["nominal_grad_steps_per_env_step"], out["machine"]["cores"] >= 1) == ((2 + 5 + 1) * 8, 0.5, True)
     for mode, lag in (("inline", 0), ("ray", 100)):
         run = out[mode]
-        assert (run["episodes"], run["env_steps"], run["max_policy_lag"], run["run_episodes"]) == (5, 40, lag, 7)
+        assert (run["episodes"], run["env_steps"], run["max_policy_lag"], run["run_episodes"]) == (5, 40, lag, 8)
         assert 0 <= run["robot_idle_fraction"] <= 1 and run["env_steps_per_s"] > 0 and run["wall_s"] > 0
         assert run["policy_lag"]["max"] <= lag
     # Inline mode does every episode's gradient work before the next: 2 updates of 2 steps per 8 env steps.

@@ -75,7 +75,7 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
         for r in metrics if r.get("kind") in ("eval", "final_eval") and "success_rate" in r]
     out["training_episodes"] = [{"env_steps": r["step"], "reward": r.get("reward"), "success": r.get("success")}
                                 for r in metrics if r.get("kind") == "episode"]
-    out["robot"] = robot_summary([r for r in metrics if r.get("kind") == "episode"])  # None for a run without the fields
+    out["robot"] = robot_summary(metrics)  # None for a run without the fields
     run = RecordedRun(run_dir) if is_recording(run_dir) else None
     records = run.records if run is not None else []
     out["file_problems"] = run.check_files() if run is not None else []  # named; the summary goes on from the records

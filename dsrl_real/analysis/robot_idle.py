@@ -20,12 +20,17 @@ def robot_fields(wait_s: float, wall_s: float, policy_lag: int) -> dict[str, Any
 
 
 def robot_summary(records: list[dict]) -> dict[str, Any] | None:
-    """Over the episode records after the warm start that carry the robot fields (None when none do):
-    `robot_idle_fraction` (the waits over the wall time; the mean of the episodes' fractions for records
-    without the seconds), `grad_steps_per_env_step` (the learner's gradient steps over the env steps),
-    `policy_lag` (mean, max), `env_steps_per_s` and `wall_s` (the loop's, None without the seconds)."""
-    episodes = [r for r in records if r.get("kind", "episode") == "episode" and not r.get("warm_start")
-                and "robot_idle_fraction" in r and "gradient_steps_per_env_step" in r]
+    """Over a run's episode records after the warm start that carry the robot fields (None when none do),
+    up to its last episode when the run finished (a final_eval record): that one was absorbed at the run's
+    end, and in learner.mode=ray its gradient steps include all the work the end waits for, which no robot
+    waited for. `robot_idle_fraction` (the waits over the wall time; the mean of the episodes' fractions for
+    records without the seconds), `grad_steps_per_env_step` (the learner's gradient steps over the env
+    steps: its pace beside the robot), `policy_lag` (mean, max), `env_steps_per_s` and `wall_s` (the
+    loop's, None without the seconds)."""
+    episodes = [r for r in records if r.get("kind") == "episode"]
+    if any(r.get("kind") == "final_eval" for r in records):
+        episodes = episodes[:-1]
+    episodes = [r for r in episodes if not r.get("warm_start") and "robot_idle_fraction" in r and "gradient_steps_per_env_step" in r]
     if not episodes:
         return None
     steps = sum(int(r["length"]) for r in episodes)

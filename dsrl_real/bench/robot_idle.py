@@ -64,7 +64,7 @@ def _run_mode(cfg: Config) -> dict:
 def bench_robot_idle(episodes: int = 5, overrides: Sequence[str] = (), modes: Sequence[str] = MODES,
                      out_dir: str = "runs/bench-robot-idle") -> dict:
     """The `widowx_real` agent with the simulated WidowX in real time, for `episodes` episodes after the warm start
-    (the env-step budget: that many full-length episodes), once per learner mode. Per mode, over those episodes:
+    and one more (the env-step budget: that many full-length episodes), once per learner mode. Per mode, over those episodes:
     `robot_idle_fraction` (the robot's waits for the learner over the loop's wall time), `grad_steps_per_env_step`
     (achieved; `nominal_grad_steps_per_env_step` is what inline mode waits for), `policy_lag` (mean, max),
     `env_steps_per_s` and `wall_s`; `run_wall_s` adds the warm start, the evaluations and the learner's
@@ -72,7 +72,8 @@ def bench_robot_idle(episodes: int = 5, overrides: Sequence[str] = (), modes: Se
     out = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
     date = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     base = load_config(overrides=[*BENCH_OVERRIDES, f"learner.max_policy_lag={RAY_MAX_POLICY_LAG}", *overrides])
-    budget = (base.train.warm_start_episodes + episodes) * base.task.max_steps
+    # One episode more than summarised: the run's last is absorbed at its end (analysis/robot_idle.robot_summary).
+    budget = (base.train.warm_start_episodes + episodes + 1) * base.task.max_steps
     a, p = base.agent, base.policy
     result: dict = {"agent": {"preset": a.preset, "hidden_dim": a.hidden_dim, "utd": a.utd, "batch_size": a.batch_size},
                     "control_hz": base.robot.control_hz, "real_time": base.env.real_time, "max_steps": base.task.max_steps,
