@@ -100,6 +100,9 @@ class RemoteLearner:
         self._acked: dict[str, dict[int, int]] = {}  # actor id -> seq -> the episode's index (0: stored, not counted)
         self._owed: deque[_Owed] = deque()
         self._version, self._params, self._metrics = 0, self.agent.acting_params(), {}
+        # A plain count, set by the worker after each update: reading agent.step itself would wait for the
+        # update in flight (seconds at the paper's sizes), and params() must answer the robot at once.
+        self._gradient_steps = int(self.agent.step)
         self._error: str | None = None
         self._stopping = False
         self._started = time.monotonic()
@@ -150,7 +153,7 @@ class RemoteLearner:
             version, params, metrics = self._version, self._params, self._metrics
         self._raise_if_failed()
         return {"version": version, "params": params if version > have else None, "metrics": metrics,
-                "gradient_steps": self.agent.step, "episodes": self._episodes}
+                "gradient_steps": self._gradient_steps, "episodes": self._episodes}
 
     def state(self) -> dict[str, Any]:
         """The agent's whole state (DSRLAgent.state_dict), once the owed gradient work is done."""
@@ -168,7 +171,7 @@ class RemoteLearner:
     def stats(self) -> dict[str, Any]:
         with self._books:
             owed = sum(o.updates for o in self._owed)
-        return {"episodes": self._episodes, "version": self._version, "owed_updates": owed, "gradient_steps": self.agent.step,
+        return {"episodes": self._episodes, "version": self._version, "owed_updates": owed, "gradient_steps": self._gradient_steps,
                 "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started}
 
     # -- checkpoints ----------------------------------------------------------------------------------
@@ -207,6 +210,7 @@ class RemoteLearner:
                 self._owed = deque(_Owed(int(i), int(u)) for i, u in books["owed"])
                 self._acked = {a: {int(s): int(i) for s, i in seqs} for a, seqs in books["acked"].items()}
                 params = self.agent.acting_params()
+                self._gradient_steps = int(self.agent.step)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ReplayFileError) as err:
             detail = str(err).split(";")[0].rstrip(".")
             return {"problem": f"{folder_path.name}/{name} cannot be loaded ({type(err).__name__}: {detail})", "version": self._version}
@@ -215,7 +219,7 @@ class RemoteLearner:
             self._published.notify_all()
         with self._books:
             self._books.notify_all()
-        return {"problem": None, "version": self._version, "gradient_steps": self.agent.step}
+        return {"problem": None, "version": self._version, "gradient_steps": self._gradient_steps}
 
     def close(self) -> None:
         """Stop the worker thread after the update in progress."""
@@ -244,6 +248,7 @@ class RemoteLearner:
                         batch = draw(self.agent, self.buffer, self.sample_rng) if job.updates else None
                     if batch is not None:
                         job.metrics = self.agent.update(batch, denoise=self.denoise if self.agent.na else None)
+                        self._gradient_steps = int(self.agent.step)
                         with self._books:
                             job.updates -= 1
                     if job.updates == 0:
