@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,4 +48,4 @@ def export_run(source: str | Path, target: str | Path, progress=None) -> dict:
             if task is not None:
                 progress.advance(task)
     return {"episodes": len(old.records), "frames": frames_total, "out_dir": str(target), "source": str(source),
-            "cameras": old.cameras, "fps": float(np.float64(old.fps))}
+            "cameras": old.cameras, "fps": old.fps}

@@ -119,6 +119,13 @@ def hf_metadata(features: dict) -> bytes:
     return json.dumps({"info": {"features": out}}).encode()
 
 
+def leaves(array: pa.Array) -> pa.Array:
+    """The values of a (nested) list column, every level flattened; a scalar column as it is."""
+    while pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type):
+        array = array.flatten()
+    return array
+
+
 def dense(column: pa.ChunkedArray | None, feature: dict, rows: int) -> tuple[np.ndarray | list, np.ndarray]:
     """A free-form column as (rows, *shape) values with nulls filled, and where it had values."""
     shape = [] if feature["shape"] == [1] else list(feature["shape"])
@@ -132,13 +139,7 @@ def dense(column: pa.ChunkedArray | None, feature: dict, rows: int) -> tuple[np.
         return values, valid
     out = np.zeros((rows, *shape), np.dtype(feature["dtype"]))
     if column is not None and valid.any():
-        if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
-            flat = column.filter(pa.array(valid)).flatten()
-            while pa.types.is_list(flat.type) or pa.types.is_fixed_size_list(flat.type):
-                flat = flat.flatten()
-            out[valid] = flat.to_numpy(zero_copy_only=False).reshape(-1, *shape)
-        else:
-            out[valid] = column.filter(pa.array(valid)).to_numpy(zero_copy_only=False)
+        out[valid] = leaves(column.filter(pa.array(valid))).to_numpy(zero_copy_only=False).reshape(-1, *shape)
     return out, valid
 
 
@@ -187,19 +188,14 @@ def unmask(table: pa.Table, features: dict) -> pa.Table:
         column = table.column(name).combine_chunks()
         ft = features.get(name)
         if ft is not None and ft["shape"] != [1]:
-            flat = column
-            while pa.types.is_list(flat.type) or pa.types.is_fixed_size_list(flat.type):
-                flat = flat.flatten()
+            flat = leaves(column)
             size = int(np.prod(ft["shape"]))
             column = pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, size, dtype=np.int32)), flat)
         field = pa.field(name, column.type, metadata={SHAPE: json.dumps(ft["shape"]).encode()} if ft and ft["shape"] != [1] else None)
         if mask_name(name) in table.column_names and ft is not None:
             valid = table.column(mask_name(name)).combine_chunks()
-            column = _nulls_where(column, valid)
+            column = pc.if_else(valid, column, pa.scalar(None, column.type))  # null where the row had no value
         arrays.append(column)
         fields.append(field)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
-
-def _nulls_where(column: pa.Array, valid: pa.Array) -> pa.Array:
-    return pc.if_else(valid, column, pa.scalar(None, column.type))

@@ -24,13 +24,18 @@ from .stats import dataset_stats
 RECORD_COLUMNS = {"kind": pa.string(), "seed": pa.int64(), "partial": pa.bool_(), "success": pa.bool_()}
 
 
+def whole(fps: float) -> int | float:
+    """A rate as LeRobot writes it: an int when it is whole."""
+    return int(fps) if float(fps).is_integer() else fps
+
+
 def info(records: list[dict], tasks: list[str], features: dict, fps: float, robot_type: str | None, cameras: list[str]) -> dict:
     """meta/info.json (lerobot/datasets/utils.py: DatasetInfo; unknown keys would be dropped with a warning)."""
     n = len(records)
     return {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "total_episodes": n,
         "total_frames": sum(r["length"] for r in records), "total_tasks": len(tasks), "chunks_size": CHUNKS_SIZE,
-        "data_files_size_in_mb": 100, "video_files_size_in_mb": 200, "fps": int(fps) if float(fps).is_integer() else fps,
+        "data_files_size_in_mb": 100, "video_files_size_in_mb": 200, "fps": whole(fps),
         "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH if cameras else None,
         "features": features,
     }
@@ -40,7 +45,7 @@ def video_feature(height: int, width: int, fps: float, pix_fmt: str, codec: str)
     """A camera's feature: the decoded frame's size (lerobot/datasets/video_utils.py: get_video_info)."""
     return {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"],
             "info": {"video.height": height, "video.width": width, "video.codec": codec, "video.pix_fmt": pix_fmt,
-                     "video.fps": int(fps) if float(fps).is_integer() else fps, "video.channels": 3,
+                     "video.fps": whole(fps), "video.channels": 3,
                      "has_audio": False, "is_depth_map": False}}
 
 
