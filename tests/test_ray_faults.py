@@ -79,7 +79,7 @@ def assert_learner_holds_the_recording_once(trainer, episodes: int) -> None:
     saved = ReplayBuffer(trainer.cfg.train.buffer_capacity)
     saved.load(newest / "replay.npz")
     recorded = ReplayBuffer(trainer.cfg.train.buffer_capacity)
-    for number, arrays in trainer._recorded_episodes(list(range(1, episodes + 1))):
+    for number, arrays in trainer.recorded_episodes(list(range(1, episodes + 1))):
         recorded.add_episode(**arrays)
     assert saved.num_episodes_started == recorded.num_episodes_started == episodes
     for name, array in recorded._arrays().items():

@@ -20,7 +20,7 @@ from dsrl_real.train.learner_link import LearnerError, LearnerLink, import_ray
 
 ray = pytest.importorskip("ray")
 
-RAY_ONLY = ("gradient_steps_per_env_step", "policy_lag", "robot_idle_fraction")  # the fields ray mode adds to episode records
+RAY_ONLY = ("gradient_steps_per_env_step", "policy_lag", "robot_idle_fraction", "actors", "learner_steps_per_s")  # what ray mode adds
 RAY_DAEMONS = ("raylet", "gcs_server")
 
 

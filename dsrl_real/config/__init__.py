@@ -21,6 +21,7 @@ from .schema import (
     SIM_VIEWS,
     WIDTH,
     XYZ,
+    ActorsConfig,
     AgentConfig,
     CameraConfig,
     CameraKind,
@@ -49,7 +50,7 @@ from .schema import (
 __all__ = [
     "ANGLE", "BATCH", "CAMERA_KINDS", "CHANNELS", "EPISODES", "IMAGE_SIDE", "LAYERS", "LEARNING_RATE", "PRESETS",
     "PROBABILITY", "REALSENSE_FPS", "REWARD_BACKENDS", "ROBOT_KINDS", "SEED", "SIM_CPU", "SIM_VIEWS", "WIDTH", "XYZ",
-    "AgentConfig", "Allowed", "CameraConfig", "CameraKind", "Config", "ConfigError", "DemosConfig", "EnvConfig",
+    "ActorsConfig", "AgentConfig", "Allowed", "CameraConfig", "CameraKind", "Config", "ConfigError", "DemosConfig", "EnvConfig",
     "FrankaConfig", "LearnerConfig", "PolicyConfig", "PretrainConfig", "RealsenseFps", "RewardBackend", "RewardConfig", "RobotConfig",
     "RobotKind", "RunConfig", "SafetyConfig", "SimView", "TaskConfig", "TrainConfig", "check_config", "check_fields",
     "checked", "config_dirs", "config_fields", "load_config", "resolve_config_path", "to_yaml",

@@ -268,6 +268,19 @@ class LearnerConfig:
 
 
 @dataclass
+class ActorsConfig:
+    """Who acts for the run (train/fleet.py). 1: this process's robot alone. N > 1 (learner.mode=ray with a
+    simulated robot): N-1 more simulated actors beside it, each a Ray actor with its own id (sim-1, sim-2, ...)
+    and seed (run.seed + 1000 * i), acting with the learner's newest parameters and sending it each episode;
+    each records into actors/<id>/ of the run folder. This process's robot keeps the run's budget, its
+    evaluations and its checkpoints; the others collect until it ends."""
+
+    num: int = checked(1, "[1, 256]")
+    # the Ray CPUs each simulated actor reserves; 0: none, they share the CPUs of the node Ray places them on
+    num_cpus: float = checked(0.0, "[0, 64]")
+
+
+@dataclass
 class RewardConfig:
     """Where rewards come from (rewards/registry.py), how they are shaped and what ends an episode."""
 
@@ -326,6 +339,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    actors: ActorsConfig = field(default_factory=ActorsConfig)
 
 
 def config_fields(cls: type = None, prefix: str = "") -> Iterator[tuple[str, Any, Allowed | None]]:
@@ -375,6 +389,12 @@ def _relation_problems(cfg: Config) -> Iterator[str]:
     for i, name in enumerate(names):
         if name in names[:i]:
             yield f"cameras[{i}].name = {name!r} is taken by an earlier camera; it must be unique."
+    if cfg.actors.num > 1 and cfg.learner.mode != "ray":
+        yield (f"actors.num = {cfg.actors.num} needs learner.mode=ray (one learner that every actor feeds); set it, "
+               "or actors.num=1.")
+    if cfg.actors.num > 1 and cfg.robot.kind != "sim":
+        yield (f"actors.num = {cfg.actors.num} runs simulated actors beside a simulated robot, but robot.kind = {cfg.robot.kind!r}; "
+               "set actors.num=1 with a real robot.")
     p, a = cfg.policy, cfg.agent
     if p.inference_steps > p.train_diffusion_steps:
         yield (f"policy.inference_steps = {p.inference_steps} is out of range; it must be in "

@@ -85,3 +85,9 @@ def run_chunk_episode(env: RobotEnv, policy: BasePolicy, features: FeatureFn, ch
         end_reason=result.end_reason, stage_starts=reward_side.stage_starts if reward_side is not None else [0],
         reward_wait_s=reward_side.wait_s if reward_side is not None else 0.0, env_steps=result.steps,
         safety_counts=result.safety_counts)
+
+
+def episode_success(ep: ChunkEpisode, scored) -> bool:
+    """An episode's success: the simulator's truth where there is one, else the reward backend's (`scored`,
+    a ScoredEpisode) or the env's."""
+    return ep.success if ep.truth else bool(scored.score.success or ep.success)

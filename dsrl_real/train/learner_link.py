@@ -28,7 +28,7 @@ from .remote_learner import LearnerSpec, RemoteLearner, fingerprint, mismatch
 log = logging.getLogger("dsrl_real.train.learner_link")
 RAY_HINT = 'pip install -e ".[ray]"'  # ray is an extra: the default install has none
 NAMESPACE = "dsrl_real"  # the Ray namespace of the learner actors; each is named after its run (`learner_name`)
-ACTOR_ID = "robot"  # this side's actor id (one robot for now; several actors get their own)
+ACTOR_ID = "robot"  # the id of the run's own robot; the simulated actors beside it are sim-1, sim-2, ... (fleet.py)
 
 
 POLL_S = 0.2  # between looks for a learner that has not come up yet (within a deadline)
@@ -60,9 +60,9 @@ def import_ray():
 
 
 class LearnerLink:
-    def __init__(self, cfg: LearnerConfig, spec: LearnerSpec, denoise: Callable | None = None):
+    def __init__(self, cfg: LearnerConfig, spec: LearnerSpec, denoise: Callable | None = None, actor_id: str = ACTOR_ID):
         ray = import_ray()
-        self.ray, self.cfg, self.spec, self.denoise = ray, cfg, spec, denoise
+        self.ray, self.cfg, self.spec, self.denoise, self.actor_id = ray, cfg, spec, denoise, actor_id
         self.name = learner_name(spec.run_id)
         self.started_ray = False
         self.handle = None
@@ -73,6 +73,7 @@ class LearnerLink:
         self.acting_version = 0  # the learner version whose parameters act (0: the initial ones, as the robot's agent has)
         self.fresh: dict[str, Any] | None = None  # newer parameters received, swapped in at the next episode boundary
         self.gradient_steps = 0  # the learner's, at the last `absorb`
+        self.stored = 0  # the counted episodes the learner held at the last acknowledgement (every actor's)
         self.where = cfg.address or "a local Ray"
         if not ray.is_initialized():
             try:
@@ -82,7 +83,7 @@ class LearnerLink:
                     # The learner's own output stays in Ray's session logs: this process's stdout ends in the run's JSON result.
                     ray.init(address=cfg.address or None, namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as err:
-                raise LearnerError(f"Ray at learner.address={cfg.address!r} could not be reached ({_first_line(err)}); start it "
+                raise LearnerError(f"Ray at learner.address={cfg.address!r} could not be reached ({first_line(err)}); start it "
                                    "(ray start --head on the learner's machine) or fix the address.") from err
             self.started_ray = True
         try:
@@ -128,9 +129,9 @@ class LearnerLink:
                         theirs = self.ray.get(ref, timeout=self.cfg.connect_timeout_s)
                     except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError) as err:
                         if new:  # the learner this call started failed to start: starting more would fail alike
-                            raise LearnerError(f"The learner failed to start ({_first_line(err)}); Ray's session logs on "
+                            raise LearnerError(f"The learner failed to start ({first_line(err)}); Ray's session logs on "
                                                f"{self.where} say why.") from err
-                        log.debug(f"The learner died while being reached ({_first_line(err)}); looking again.")
+                        log.debug(f"The learner died while being reached ({first_line(err)}); looking again.")
                         theirs = None
                     if theirs is not None:
                         problem = mismatch(fingerprint(self.spec), theirs)
@@ -164,7 +165,7 @@ class LearnerLink:
         try:
             handle = actor.remote(self.spec, self.denoise)
         except ValueError as err:  # the name is still held by the learner that just died
-            log.debug(f"The learner could not be started yet ({_first_line(err)}).")
+            log.debug(f"The learner could not be started yet ({first_line(err)}).")
             return None
         self._mine.append(handle)
         return handle, handle.fingerprint.remote(), True, True
@@ -180,21 +181,23 @@ class LearnerLink:
             raise LearnerLost(f"The learner did not answer within {timeout:g} s (to {doing}); check that its node runs and has "
                               f"learner.num_gpus={self.cfg.num_gpus:g} free, or raise learner.connect_timeout_s.", self.lost) from err
         except ray.exceptions.RayActorError as err:
-            self.lost = f"it stopped when asked to {doing}: {_first_line(err)}"
-            raise LearnerLost(f"The learner stopped ({_first_line(err)}) when asked to {doing}; the run's checkpoints keep "
+            self.lost = f"it stopped when asked to {doing}: {first_line(err)}"
+            raise LearnerLost(f"The learner stopped ({first_line(err)}) when asked to {doing}; the run's checkpoints keep "
                               "everything up to the last one: run again with --resume.", self.lost) from err
         except ray.exceptions.RayTaskError as err:
-            raise LearnerError(f"The learner failed to {doing} ({_first_line(err.cause if err.cause else err)}); "
+            raise LearnerError(f"The learner failed to {doing} ({first_line(err.cause if err.cause else err)}); "
                                "run again with --resume from the last checkpoint.") from err
 
     # -- the robot loop's side ----------------------------------------------------------------------
-    def absorb(self, index: int, policy_version: int, chunk_steps: dict[str, Any], env_steps: int, max_lag: int) -> dict[str, Any]:
-        """After episode `index` (acted by `policy_version`): send it (acknowledged once stored), then take
-        the newest parameters, waiting (up to learner.policy_wait_s) only when they would trail the
-        episodes sent by more than `max_lag` versions. Returns that version's update metrics and
-        `gradient_steps_per_env_step` (the learner's steps since the last call, per env step of this episode)."""
-        self.add_episode(index, policy_version, chunk_steps)
-        need = index - max_lag
+    def absorb(self, index: int, policy_version: int, chunk_steps: dict[str, Any], env_steps: int, max_lag: int,
+               success: bool = False) -> dict[str, Any]:
+        """After this actor's episode `index` (acted by `policy_version`): send it (acknowledged once stored),
+        then take the newest parameters, waiting (up to learner.policy_wait_s) only when they would trail the
+        episodes the learner holds (every actor's) by more than `max_lag` versions. Returns that version's
+        update metrics, `gradient_steps_per_env_step` (the learner's steps since the last call, per env step
+        of this episode), each actor's throughput (`actors`) and the learner's (`learner_steps_per_s`)."""
+        ack = self.add_episode(index, policy_version, chunk_steps, env_steps=env_steps, success=success)
+        need = ack["index"] - max_lag if ack["stored"] else index - max_lag
         have = self.fresh["version"] if self.fresh is not None else self.acting_version
         got = self.params(have, at_least=need, timeout_s=self.cfg.policy_wait_s if have < need else 0.0)
         if got["params"] is not None:
@@ -204,7 +207,8 @@ class LearnerLink:
                         f"learner.max_policy_lag={max_lag}, after waiting learner.policy_wait_s={self.cfg.policy_wait_s:g} s; "
                         "the next episode runs with them.")
         steps, self.gradient_steps = got["gradient_steps"] - self.gradient_steps, got["gradient_steps"]
-        return {**got["metrics"], "gradient_steps_per_env_step": steps / max(1, env_steps)}
+        return {**got["metrics"], "gradient_steps_per_env_step": steps / max(1, env_steps), "actors": got["actors"],
+                "learner_steps_per_s": got["learner_steps_per_s"]}
 
     def swap(self, agent) -> int:
         """At an episode boundary: act with the newest parameters received (if any); the acting version."""
@@ -234,10 +238,14 @@ class LearnerLink:
 
     # -- the calls --------------------------------------------------------------------------------
     def add_episode(self, seq: int, policy_version: int, chunk_steps: dict[str, Any], counted: bool = True,
-                    actor_id: str = ACTOR_ID) -> dict[str, Any]:
-        """Send one episode and wait for its acknowledgement (stored): never for its gradient steps."""
-        ref = self.handle.add_episode.remote(self.spec.run_id, actor_id, seq, policy_version, chunk_steps, counted)
-        return self._get(ref, f"store episode {seq}")
+                    actor_id: str | None = None, env_steps: int = 0, success: bool = False) -> dict[str, Any]:
+        """Send one episode (this side's, unless `actor_id` names another) and wait for its acknowledgement
+        (stored): never for its gradient steps."""
+        ref = self.handle.add_episode.remote(self.spec.run_id, actor_id or self.actor_id, seq, policy_version, chunk_steps, counted,
+                                             env_steps, success)
+        ack = self._get(ref, f"store episode {seq}")
+        self.stored = ack["episodes"]
+        return ack
 
     def params(self, have: int, at_least: int = 0, timeout_s: float = 0.0) -> dict[str, Any]:
         """The learner's newest version (RemoteLearner.params), waiting at most `timeout_s` for `at_least`."""
@@ -254,8 +262,9 @@ class LearnerLink:
     def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
         return self._get(self.handle.restore.remote(folder, episodes, sample_rng), "load the checkpoint")
 
-    def acknowledged(self, actor_id: str = ACTOR_ID) -> list[int]:
-        return self._get(self.handle.acknowledged.remote(actor_id), "list the episodes it holds")
+    def acknowledged(self) -> list[int]:
+        """This side's episodes the learner holds (their sequence numbers)."""
+        return self._get(self.handle.acknowledged.remote(self.actor_id), "list the episodes it holds")
 
     def stats(self) -> dict[str, Any]:
         return self._get(self.handle.stats.remote(), "report its statistics")
@@ -290,6 +299,6 @@ class LearnerLink:
             time.sleep(0.05)
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[0] if text else type(err).__name__).rstrip(".")

@@ -75,6 +75,31 @@ def mismatch(robot: dict[str, Any], learner: dict[str, Any]) -> str | None:
 
 
 @dataclass
+class ActorTally:
+    """One actor's counted episodes as the learner took them in: its throughput (env steps per second between
+    its first episode's arrival and its last's) and success rate, for the robot side's records."""
+
+    episodes: int = 0
+    env_steps: int = 0
+    successes: int = 0
+    first_s: float | None = None  # the learner's clock at its first episode's arrival
+    first_env_steps: int = 0  # that episode's env steps (they were collected before `first_s`)
+    last_s: float = 0.0
+
+    def add(self, env_steps: int, success: bool, now: float) -> None:
+        if self.first_s is None:
+            self.first_s, self.first_env_steps = now, env_steps
+        self.episodes, self.env_steps, self.successes, self.last_s = self.episodes + 1, self.env_steps + env_steps, \
+            self.successes + bool(success), now
+
+    def summary(self) -> dict[str, Any]:
+        span = self.last_s - self.first_s if self.first_s is not None else 0.0
+        rate = (self.env_steps - self.first_env_steps) / span if span > 0 else None
+        return {"episodes": self.episodes, "env_steps": self.env_steps, "success_rate": self.successes / max(1, self.episodes),
+                "env_steps_per_s": None if rate is None else round(rate, 4)}
+
+
+@dataclass
 class _Owed:
     """A counted episode's gradient work still to do."""
 
@@ -98,6 +123,8 @@ class RemoteLearner:
         self._published = threading.Condition()
         self._episodes = 0  # counted episodes stored
         self._acked: dict[str, dict[int, int]] = {}  # actor id -> seq -> the episode's index (0: stored, not counted)
+        self._actors: dict[str, ActorTally] = {}  # actor id -> its counted episodes since this learner started
+        self._first_episode: tuple[float, int] | None = None  # (when, gradient steps) the first counted episode arrived
         self._owed: deque[_Owed] = deque()
         self._version, self._params, self._metrics = 0, self.agent.acting_params(), {}
         # A plain count, set by the worker after each update: reading agent.step itself would wait for the
@@ -115,10 +142,11 @@ class RemoteLearner:
 
     # -- episodes in --------------------------------------------------------------------------------
     def add_episode(self, run_id: str, actor_id: str, seq: int, policy_version: int, chunk_steps: dict[str, Any],
-                    counted: bool = True) -> dict[str, Any]:
+                    counted: bool = True, env_steps: int = 0, success: bool = False) -> dict[str, Any]:
         """Store one episode (`chunk_steps`: ReplayBuffer.add_episode's arguments) and acknowledge it:
         {"stored": False} for an (actor_id, seq) already stored, which changes nothing. An episode not
-        `counted` (a seed run's) enters the buffer only. `policy_version`: the version that acted."""
+        `counted` (a seed run's) enters the buffer only. `policy_version`: the version that acted;
+        `env_steps` and `success`: the actor's statistics (`actors()`)."""
         if run_id != self.spec.run_id:
             raise ValueError(f"This learner serves run {self.spec.run_id!r}, not {run_id!r}.")
         with self._books:
@@ -135,6 +163,10 @@ class RemoteLearner:
                 self._owed.append(_Owed(index, updates_due(index, s.warm_start_episodes, len(self.buffer), len(chunk_steps["rewards"]),
                                                            s.updates_per_chunk)))
                 self._books.notify_all()
+                now = time.monotonic()
+                self._actors.setdefault(str(actor_id), ActorTally()).add(int(env_steps), bool(success), now)
+                if self._first_episode is None:  # the learner's pace counts from here
+                    self._first_episode = now, self._gradient_steps
             seen[int(seq)] = index
             return {"stored": True, "index": index, "episodes": self._episodes}
 
@@ -153,7 +185,16 @@ class RemoteLearner:
             version, params, metrics = self._version, self._params, self._metrics
         self._raise_if_failed()
         return {"version": version, "params": params if version > have else None, "metrics": metrics,
-                "gradient_steps": self._gradient_steps, "episodes": self._episodes}
+                "gradient_steps": self._gradient_steps, "episodes": self._episodes, **self.throughput()}
+
+    def throughput(self) -> dict[str, Any]:
+        """{"actors": each actor's ActorTally.summary, "learner_steps_per_s": gradient steps per second since the
+        first counted episode arrived}."""
+        with self._books:
+            actors = {a: tally.summary() for a, tally in sorted(self._actors.items())}
+            since, steps = self._first_episode or (time.monotonic(), self._gradient_steps)
+        span = time.monotonic() - since
+        return {"actors": actors, "learner_steps_per_s": round((self._gradient_steps - steps) / span, 4) if span > 0 else None}
 
     def state(self) -> dict[str, Any]:
         """The agent's whole state (DSRLAgent.state_dict), once the owed gradient work is done."""
@@ -172,7 +213,7 @@ class RemoteLearner:
         with self._books:
             owed = sum(o.updates for o in self._owed)
         return {"episodes": self._episodes, "version": self._version, "owed_updates": owed, "gradient_steps": self._gradient_steps,
-                "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started}
+                "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started, **self.throughput()}
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def checkpoint(self, folder: str, act_stream: np.ndarray) -> dict[str, Any]:

@@ -68,8 +68,9 @@ from ..runlock import RunLock
 from ..storage import write_atomic
 from . import checkpoints
 from .checkpoints import LATEST
-from .episode import ChunkEpisode, run_chunk_episode
+from .episode import ChunkEpisode, episode_success, run_chunk_episode
 from .features import FeatureFn
+from .fleet import Fleet
 from .learner import Learner
 from .learner_link import LearnerLink, LearnerLost
 from .recovery import LearnerRecovery
@@ -136,6 +137,7 @@ class DSRLTrainer:
         self.learner = Learner()  # absorbs each finished episode, learns and checkpoints, beside the next reset
         self.link: LearnerLink | None = None  # learner.mode=ray: the learner actor, while run() runs
         self.recovery: LearnerRecovery | None = None  # learner.mode=ray: what the robot does when the learner goes away
+        self.fleet: Fleet | None = None  # actors.num > 1: the simulated actors beside this robot, while run() runs
         self._pending: PendingEpisode | None = None  # finished, not yet in the replay buffer
         if self.rewards.ends_episodes:
             self.env.terminate_on_success = False  # the detector (or the human) decides, as it must on hardware
@@ -185,9 +187,9 @@ class DSRLTrainer:
         return keys
 
     def _store(self, ep: ChunkEpisode, scored: ScoredEpisode) -> None:
-        self.buffer.add_episode(**self._transitions(ep, scored))
+        self.buffer.add_episode(**self.transitions(ep, scored))
 
-    def _transitions(self, ep: ChunkEpisode, scored: ScoredEpisode) -> dict[str, Any]:
+    def transitions(self, ep: ChunkEpisode, scored: ScoredEpisode) -> dict[str, Any]:
         """The episode as the replay buffer takes it (`ReplayBuffer.add_episode`'s arguments)."""
         return dict(observations={k: np.stack(v) for k, v in ep.observations.items() if k in self.buffer_keys},
                     features=np.stack(ep.features), noise=np.stack(ep.noise), chunks=np.stack(ep.chunks), rewards=scored.rewards,
@@ -199,7 +201,7 @@ class DSRLTrainer:
         return dict(observations=observations, features=self.features(ep["observations"]), noise=ep["noise"],
                     chunks=ep["chunks"], rewards=ep["rewards"], terminated=ep["terminated"], truncated=ep["truncated"])
 
-    def _recorded_episodes(self, numbers: list[int]):
+    def recorded_episodes(self, numbers: list[int]):
         """learner.mode=ray: this run's recorded training episodes numbered `numbers`, for a learner that had
         not acknowledged them (recovery.py): (number, the arrays, or None while its reward label is on the way)."""
         for number, ep in own_episodes(self.out_dir, numbers, observation_space=self.env.observation_space,
@@ -272,6 +274,29 @@ class DSRLTrainer:
             self._recording.label_when_done(index, self.reward_label, scored, episode_label)
         for name, future in self.shadows.submit(ep.frames, ep.truth, self.env.task.instruction, self.env.control_hz).items():
             self._recording.label_when_done(index, name, future)
+
+    # -- a simulated actor of actors.num (fleet.py) --------------------------------------------------
+    @contextlib.contextmanager
+    def collecting(self):
+        """Hold and record the run folder for `act_once` calls."""
+        with self._writing("a simulated actor's episodes"):
+            opened = self._open_recording()
+            try:
+                yield
+            finally:
+                if opened:
+                    self._close_recording()
+
+    def act_once(self, seq: int) -> tuple[ChunkEpisode, ScoredEpisode]:
+        """One episode with the acting agent (its noise stream; no warm start), recorded as training episode
+        `seq` on the scene of seed run.seed + seq - 1, and its whole-episode score."""
+        obs, info = self.env.reset(seed=self.cfg.run.seed + seq - 1)
+        with self._recorded("train", self.cfg.run.seed + seq - 1) as recording:
+            ep = run_chunk_episode(self.env, self.policy, self.features, self._actor_noise, obs, info, self.rewards.monitor, recording)
+            index = self._seal(recording, ep, train_episode=seq)
+        scored = self._score(ep)
+        self._ask_labels(index, ep, scored)
+        return ep, scored.result()
 
     # -- evaluation --------------------------------------------------------------------------------
     def evaluate(self, episodes: int, seed: int = EVAL_SEED, base: bool = False) -> dict[str, Any]:
@@ -458,6 +483,8 @@ class DSRLTrainer:
                         self._settle(cycle.value)
                 if cycle.error is not None:
                     raise cycle.error
+                if self.fleet is not None:
+                    self.fleet.check()
                 if self.recovery is not None and self.recovery.away and self.cfg.learner.on_loss == "pause":
                     self._pause_for_learner()
                 waited = time.monotonic() - reset_done  # the robot, reset, stood waiting for the learner's cycle
@@ -472,7 +499,8 @@ class DSRLTrainer:
                 self.episodes += 1
                 self.env_steps += ep.env_steps
                 self._pending = PendingEpisode(ep, scored, warm, self.episodes, self.env_steps, record=index, policy_version=version)
-                lag = self.episodes - 1 - version if self.link is not None else 0  # inline mode is lockstep
+                # the learner versions the acting parameters trailed the episodes it held (every actor's); inline mode is lockstep
+                lag = max(self.link.stored, self.episodes - 1) - version if self.link is not None else 0
                 self._pending.robot = robot_fields(waited, time.monotonic() - boundary, lag)
                 self._ask_labels(index, ep, scored)
                 if cfg.video_every_episodes and self.episodes % cfg.video_every_episodes == 0 and ep.frames:
@@ -485,6 +513,8 @@ class DSRLTrainer:
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps),
                                     description=progress_line(self.label, self._pending.robot, ray=self.link is not None))
+            if self.fleet is not None:  # the budget is this robot's: the simulated actors end with it
+                self.fleet.stop()
             self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
             if self.recovery is not None and self.recovery.away:  # gone again at the very end: one more wait, then a checkpoint
                 self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
@@ -568,8 +598,8 @@ class DSRLTrainer:
         metrics: dict[str, Any] = {}
         if not self.recovery.away:
             try:
-                metrics = self.link.absorb(finished.index, finished.policy_version, self._transitions(finished.ep, scored),
-                                           finished.ep.env_steps, lag)
+                metrics = self.link.absorb(finished.index, finished.policy_version, self.transitions(finished.ep, scored),
+                                           finished.ep.env_steps, lag, success=episode_success(finished.ep, scored))
             except LearnerLost as err:
                 self.recovery.lost(err, finished.index)
         self._pending = None
@@ -592,20 +622,25 @@ class DSRLTrainer:
             return
         self.link = LearnerLink(self.cfg.learner, self.learner_spec(), self._denoise() if self.agent.na else None)
         self.recovery = LearnerRecovery(self.cfg.learner, self.link, self.out_dir,
-                                        self._recorded_episodes if self.cfg.train.record else None,
+                                        self.recorded_episodes if self.cfg.train.record else None,
                                         lambda: self.seed_buffer(quiet=True), self._wait_for_labels)
         try:
+            self.fleet = Fleet(type(self), self.cfg, self.learner_spec())
             yield
         finally:
-            link, self.link, self.recovery = self.link, None, None
-            link.close()
+            fleet, link, self.fleet, self.link, self.recovery = self.fleet, self.link, None, None, None
+            try:
+                if fleet is not None:
+                    fleet.stop()
+            finally:
+                link.close()
 
     def _episode_record(self, finished: PendingEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
         ep = finished.ep
         record = {} if finished.record is None else {"record": finished.record}
         return MetricsLogger.record("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
                                     episode_return=float(np.sum(scored.rewards)),
-                                    success=ep.success if ep.truth else bool(scored.score.success or ep.success),
+                                    success=episode_success(ep, scored),
                                     length=ep.env_steps, warm_start=finished.warm_start, end=ep.end_reason,
                                     detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
                                     reward_wait_s=round(ep.reward_wait_s, 4), **record, **metrics)
@@ -652,4 +687,3 @@ class DSRLTrainer:
     def _plot(self) -> None:
         records = [r for r in self.logger.records("eval") + self.logger.records("final_eval")]
         plot_learning_curve(records, self.out_dir / "learning_curve.png", title=f"{self.label} on {self.env.task.name}")
-
