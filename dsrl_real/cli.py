@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
-from .analysis.report import agreement_lines, report_table, robot_table, write_report
+from .analysis.report import actors_table, agreement_lines, report_table, robot_table, write_report
 from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .config import ConfigError, check_config, load_config, to_yaml
@@ -233,6 +233,8 @@ def _cmd_report(args) -> int:
     console.print(report_table(summary))
     if summary["robot"] is not None:
         console.print(robot_table(summary))
+        if actors_table(summary) is not None:
+            console.print(actors_table(summary))
     for line in agreement_lines(summary):
         console.print(line)
     print(json.dumps({"json": str(json_path), "png": str(png_path), "robot_time_s": summary["robot_time_s"],

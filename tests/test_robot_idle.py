@@ -38,7 +38,7 @@ def write_metrics(folder, episodes, seconds=True, finished=True):
 def test_report_sums_the_robots_waits_and_the_learners_steps_after_the_warm_start(tmp_path, capsys):
     run = write_metrics(tmp_path / "run", EPISODES)
     expected = {"episodes": 3, "env_steps": 20, "robot_idle_fraction": 0.25, "grad_steps_per_env_step": 3.1, "gradient_steps": 62,
-                "policy_lag": {"mean": 1.0, "max": 2}, "env_steps_per_s": 1.25, "wall_s": 16.0}
+                "policy_lag": {"mean": 1.0, "max": 2}, "env_steps_per_s": 1.25, "wall_s": 16.0, "actors": None, "learner_steps_per_s": None}
     assert summarize_run(run)["robot"] == expected  # waits 4 s of 16 s; 62 gradient steps over 20 env steps
     assert main(["report", str(run)]) == 0
     captured = capsys.readouterr()
@@ -49,7 +49,8 @@ def test_report_sums_the_robots_waits_and_the_learners_steps_after_the_warm_star
     # A run stopped before its end (no final evaluation) absorbed its last episode with the lag it ran with: it counts.
     stopped = summarize_run(write_metrics(tmp_path / "stopped", EPISODES, finished=False))["robot"]
     assert stopped == {"episodes": 4, "env_steps": 30, "robot_idle_fraction": 0.2222, "grad_steps_per_env_step": 32.0667,
-                       "gradient_steps": 962, "policy_lag": {"mean": 1.5, "max": 3}, "env_steps_per_s": 1.6667, "wall_s": 18.0}
+                       "gradient_steps": 962, "policy_lag": {"mean": 1.5, "max": 3}, "env_steps_per_s": 1.6667, "wall_s": 18.0,
+                       "actors": None, "learner_steps_per_s": None}
 
 
 def test_records_without_the_seconds_give_the_mean_idle_fraction_and_a_run_without_the_fields_none(tmp_path, capsys):
@@ -70,6 +71,29 @@ def test_the_progress_line_shows_the_idle_share_and_in_ray_mode_the_lag():
     record = {"robot_idle_fraction": 0.034, "policy_lag": 2}
     assert progress_line("dsrl_sac", record, ray=True) == "dsrl_sac · robot idle 3% · lag 2"
     assert progress_line("dsrl_sac", record, ray=False) == "dsrl_sac · robot idle 3%"
+
+
+ACTORS = {"robot": {"episodes": 4, "env_steps": 40, "success_rate": 0.25, "env_steps_per_s": 1.5},
+          "sim-1": {"episodes": 9, "env_steps": 90, "success_rate": 0.5, "env_steps_per_s": 6.25},
+          "sim-2": {"episodes": 1, "env_steps": 10, "success_rate": 0.0, "env_steps_per_s": None}}
+
+
+def test_the_report_and_the_progress_line_show_each_actors_pace_and_the_learners(tmp_path, capsys):
+    """learner.mode=ray with several actors: the latest counts the learner sent (here with the last record)."""
+    run = tmp_path / "fleet"
+    logger = MetricsLogger(run, wandb_mode="disabled")
+    logger.log("episode", 10, episode=1, length=10, warm_start=False, success=False, robot_idle_fraction=0.0, robot_wait_s=0.0,
+               robot_wall_s=5.0, gradient_steps_per_env_step=2.0, policy_lag=1, actors=ACTORS, learner_steps_per_s=31.5)
+    logger.close()
+    robot = summarize_run(run)["robot"]
+    assert (robot["actors"], robot["learner_steps_per_s"]) == (ACTORS, 31.5)
+    assert main(["report", str(run)]) == 0
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in capsys.readouterr().err.splitlines() if "│" in line]
+    assert ["sim-1", "9", "90", "6.25", "50%", ""] in rows and ["sim-2", "1", "10", "-", "0%", ""] in rows
+    assert ["learner", "", "", "", "", "31.50"] in rows
+    line = progress_line("dsrl_sac", {"robot_idle_fraction": 0.02, "policy_lag": 3, "actors": ACTORS, "learner_steps_per_s": 31.5},
+                         ray=True)
+    assert line == "dsrl_sac · robot idle 2% · lag 3 · 3 actors 7.8 env steps/s · learner 31.5 steps/s"
 
 
 class Progress:

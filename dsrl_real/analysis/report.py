@@ -143,6 +143,23 @@ def robot_table(summary: dict) -> Table | None:
     return table
 
 
+def actors_table(summary: dict) -> Table | None:
+    """learner.mode=ray: each actor's throughput and the learner's, as the learner last counted them (None without)."""
+    robot = summary.get("robot") or {}
+    actors = robot.get("actors")
+    if not actors:
+        return None
+    table = Table(title="Each actor and the learner")
+    for column in ("actor", "episodes", "env steps", "env steps/s", "success", "learner steps/s"):
+        table.add_column(column, justify="right")
+    for actor_id, a in actors.items():
+        table.add_row(actor_id, str(a["episodes"]), str(a["env_steps"]), "-" if a["env_steps_per_s"] is None else f"{a['env_steps_per_s']:.2f}",
+                      f"{a['success_rate']:.0%}", "")
+    pace = robot.get("learner_steps_per_s")
+    table.add_row("learner", "", "", "", "", "-" if pace is None else f"{pace:.2f}")
+    return table
+
+
 def agreement_lines(summary: dict) -> list[str]:
     agreement = summary["agreement"]
     if "note" in agreement:

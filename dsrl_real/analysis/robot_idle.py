@@ -5,6 +5,10 @@ starts beside the reset, to the episode's end); `robot_idle_fraction`, the one o
 `gradient_steps_per_env_step`, the learner's gradient steps since the previous record per env step of this
 episode; `policy_lag`, the learner versions the acting parameters trailed the episodes sent (0 inline).
 
+In learner.mode=ray the records also carry the learner's counts at that episode: `actors`, each actor's
+episodes, env steps, env steps per second and success rate (remote_learner.ActorTally), and
+`learner_steps_per_s`, its gradient steps per second.
+
 `robot_summary` sums them over the episodes after the warm start (`dsrl-real report` and `dsrl-real bench
 robot-idle`); `progress_line` shows one episode's on the live progress line of `dsrl-real train`."""
 
@@ -42,15 +46,26 @@ def robot_summary(records: list[dict]) -> dict[str, Any] | None:
     else:
         idle = sum(float(r["robot_idle_fraction"]) for r in episodes) / len(episodes)
     gradient_steps = sum(float(r["gradient_steps_per_env_step"]) * int(r["length"]) for r in episodes)
+    last = next((r for r in reversed(episodes) if "actors" in r), {})  # learner.mode=ray: the learner's latest counts
     return {"episodes": len(episodes), "env_steps": steps, "robot_idle_fraction": round(idle, 4),
             "grad_steps_per_env_step": round(gradient_steps / max(steps, 1), 4), "gradient_steps": round(gradient_steps),
             "policy_lag": {"mean": round(sum(lags) / len(lags), 4), "max": max(lags)},
             "env_steps_per_s": round(steps / wall, 4) if timed and wall > 0 else None,
-            "wall_s": round(wall, 3) if timed else None}
+            "wall_s": round(wall, 3) if timed else None,
+            "actors": last.get("actors"), "learner_steps_per_s": last.get("learner_steps_per_s")}
 
 
 def progress_line(label: str, record: dict, ray: bool) -> str:
     """The live progress line's description after an episode: the robot's idle share of it, and in
     learner.mode=ray the policy lag it acted with."""
     line = f"{label} · robot idle {record['robot_idle_fraction']:.0%}"
-    return f"{line} · lag {record['policy_lag']}" if ray else line
+    if not ray:
+        return line
+    line = f"{line} · lag {record['policy_lag']}"
+    actors = record.get("actors") or {}
+    if len(actors) > 1:
+        pace = sum(a["env_steps_per_s"] or 0.0 for a in actors.values())
+        line = f"{line} · {len(actors)} actors {pace:.1f} env steps/s"
+    if record.get("learner_steps_per_s") is not None:
+        line = f"{line} · learner {record['learner_steps_per_s']:.1f} steps/s"
+    return line

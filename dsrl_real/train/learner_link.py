@@ -74,6 +74,7 @@ class LearnerLink:
         self.fresh: dict[str, Any] | None = None  # newer parameters received, swapped in at the next episode boundary
         self.gradient_steps = 0  # the learner's, at the last `absorb`
         self.stored = 0  # the counted episodes the learner held at the last acknowledgement (every actor's)
+        self.throughput: dict[str, Any] = {}  # each actor's and the learner's pace, at the last `absorb` (analysis/robot_idle.py)
         self.where = cfg.address or "a local Ray"
         if not ray.is_initialized():
             try:
@@ -207,8 +208,8 @@ class LearnerLink:
                         f"learner.max_policy_lag={max_lag}, after waiting learner.policy_wait_s={self.cfg.policy_wait_s:g} s; "
                         "the next episode runs with them.")
         steps, self.gradient_steps = got["gradient_steps"] - self.gradient_steps, got["gradient_steps"]
-        return {**got["metrics"], "gradient_steps_per_env_step": steps / max(1, env_steps), "actors": got["actors"],
-                "learner_steps_per_s": got["learner_steps_per_s"]}
+        self.throughput = {"actors": got["actors"], "learner_steps_per_s": got["learner_steps_per_s"]}
+        return {**got["metrics"], "gradient_steps_per_env_step": steps / max(1, env_steps), **self.throughput}
 
     def swap(self, agent) -> int:
         """At an episode boundary: act with the newest parameters received (if any); the acting version."""

@@ -512,7 +512,8 @@ class DSRLTrainer:
                         self._log_eval()
                 if progress:
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps),
-                                    description=progress_line(self.label, self._pending.robot, ray=self.link is not None))
+                                    description=progress_line(self.label, {**self._pending.robot, **(self.link.throughput if self.link else {})},
+                                                             ray=self.link is not None))
             if self.fleet is not None:  # the budget is this robot's: the simulated actors end with it
                 self.fleet.stop()
             self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
