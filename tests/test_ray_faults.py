@@ -224,3 +224,34 @@ def test_a_paused_robot_whose_learner_does_not_come_back_stops_at_its_deadline_a
     assert [r["train_episode"] for r in RecordedRun(tmp_path).records if r["kind"] in TRAINING_KINDS] == [1, 2, 3, 4]
     assert [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"] == [1, 2, 3]
     assert not ray.is_initialized() and ray_daemons() == []
+
+
+def test_ctrl_c_stops_the_arm_first_then_the_learner_checkpoints_and_nothing_of_ray_is_left(tmp_path):
+    """A Ctrl-C in the robot's third training episode, with a simulated actor beside it: the arm holds before the
+    learner's checkpoint is asked for; that checkpoint holds the two finished episodes; Ray and its actors are gone."""
+    no_ray_yet()
+    trainer = make_trainer(tmp_path, "train.env_steps=120", "learner.mode=ray", "actors.num=2")
+    events = []
+    step, hold, save = trainer.env.step, trainer.env.hold, trainer._save_checkpoint
+
+    def step_or_interrupt(action):
+        if trainer.episodes == 2:
+            events.append("interrupt")
+            raise KeyboardInterrupt
+        return step(action)
+
+    def spied_hold():
+        events.append("hold")
+        hold()
+
+    def spied_save(records):
+        events.append("checkpoint")
+        return save(records)
+
+    trainer.env.step, trainer.env.hold, trainer._save_checkpoint = step_or_interrupt, spied_hold, spied_save
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert events[events.index("interrupt"):] == ["interrupt", "hold", "checkpoint"]
+    assert checkpoints.listed(tmp_path)[0].name == checkpoints.folder_name(2)
+    assert [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"] == [1, 2]
+    assert not ray.is_initialized() and ray_daemons() == []

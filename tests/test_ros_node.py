@@ -183,8 +183,15 @@ def test_ctrl_c_mid_training_stops_the_arm_saves_a_checkpoint_and_closes_the_env
         return env
 
     def trainer_factory(cfg, env):
-        held["trainer"] = DSRLTrainer(cfg, env=env)
-        return held["trainer"]
+        trainer = held["trainer"] = DSRLTrainer(cfg, env=env)
+        save = trainer._save_checkpoint
+
+        def spied_save(records):
+            events.append(("checkpoint", threading.get_ident()))
+            return save(records)
+
+        trainer._save_checkpoint = spied_save
+        return trainer
 
     overrides = sim_cfg(tmp_path, "policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled",
                         "train.eval_episodes=0", "train.eval_every_steps=100000", "train.warm_start_episodes=2",
@@ -195,7 +202,9 @@ def test_ctrl_c_mid_training_stops_the_arm_saves_a_checkpoint_and_closes_the_env
     assert log.last == ("INFO", f"Interrupted (Ctrl-C or SIGTERM); the arm was stopped, a checkpoint was saved to "
                                 f"{tmp_path}/checkpoints/episode_000001 and the environment was closed.")
     names = [e for e, _ in events]
-    assert names[-2:] == ["stop", "close"] and "stop" not in names[:-2]
+    interrupted = max(i for i, name in enumerate(names) if name == "command") + 1
+    # The arm stops first (the trainer's stop, then the node's), and only then are checkpoints written; no command after.
+    assert names[interrupted:] == ["stop", "checkpoint", "stop", "checkpoint", "close"] and "stop" not in names[:interrupted]
     assert (tmp_path / "LATEST").read_text() == "episode_000001"
     counters = json.loads((tmp_path / "checkpoints" / "episode_000001" / "counters.json").read_text())
     assert counters["episodes"] == 1 and counters["env_steps"] == 8  # the finished episode; not the interrupted one

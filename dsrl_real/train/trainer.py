@@ -533,12 +533,20 @@ class DSRLTrainer:
                               base_episodes=self.base_eval["episodes"])
             return result
         except (EmergencyStop, KeyboardInterrupt):
+            self._hold_arm()  # first: what follows (the learner's cycle, a checkpoint) may take a while
             self.learner.join()  # a Ctrl-C may have cut the join above short
             self._finish_episodes()  # everything finished before the stop is kept, once
             raise
         finally:
             self.learner.stop()
             self.logger.close()
+
+    def _hold_arm(self) -> None:
+        """After a stop: the arm holds where it is (a failure to stop it is logged; the rest still runs)."""
+        try:
+            self.env.hold()
+        except Exception as err:  # noqa: BLE001 - the checkpoint and the close still follow
+            log.error(f"Stopping the arm failed ({err}); the run's state is saved next, then the robot is closed.")
 
     def _finish_episodes(self, max_lag: int | None = None, wait_s: float = 0.0) -> None:
         """Absorb the last episode (unless the learner already did), do its gradient work and write a
