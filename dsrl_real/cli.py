@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
              (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
-             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle)"}),
+             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet)"}),
              config=False)
     return parser
 

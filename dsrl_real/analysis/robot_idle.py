@@ -7,7 +7,7 @@ episode; `policy_lag`, the learner versions the acting parameters trailed the ep
 
 In learner.mode=ray the records also carry the learner's counts at that episode: `actors`, each actor's
 episodes, env steps, env steps per second and success rate (remote_learner.ActorTally), and
-`learner_steps_per_s`, its gradient steps per second.
+`learner_steps_per_s`, its gradient steps per second; a finished run ends with a `learner` record of its totals.
 
 `robot_summary` sums them over the episodes after the warm start (`dsrl-real report` and `dsrl-real bench
 robot-idle`); `progress_line` shows one episode's on the live progress line of `dsrl-real train`."""
@@ -46,7 +46,8 @@ def robot_summary(records: list[dict]) -> dict[str, Any] | None:
     else:
         idle = sum(float(r["robot_idle_fraction"]) for r in episodes) / len(episodes)
     gradient_steps = sum(float(r["gradient_steps_per_env_step"]) * int(r["length"]) for r in episodes)
-    last = next((r for r in reversed(episodes) if "actors" in r), {})  # learner.mode=ray: the learner's latest counts
+    # learner.mode=ray: the learner's latest counts (its totals at a finished run's end)
+    last = next((r for r in reversed(records) if r.get("kind") == "learner" or (r in episodes and "actors" in r)), {})
     return {"episodes": len(episodes), "env_steps": steps, "robot_idle_fraction": round(idle, 4),
             "grad_steps_per_env_step": round(gradient_steps / max(steps, 1), 4), "gradient_steps": round(gradient_steps),
             "policy_lag": {"mean": round(sum(lags) / len(lags), 4), "max": max(lags)},

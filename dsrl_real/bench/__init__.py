@@ -3,6 +3,7 @@ speed live here, never in tests."""
 
 from .base_policy import bench_base_policy
 from .detector import bench_detector
+from .fleet import bench_fleet
 from .learning import bench_learning
 from .policy_latency import bench_policy_latency
 from .recording import bench_recording
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "detector": bench_detector,
     "recording": bench_recording,
     "robot-idle": bench_robot_idle,
+    "fleet": bench_fleet,
 }
 
 __all__ = ["BENCHMARKS"]

@@ -101,6 +101,10 @@ class SimActor:
         """End `run` after the episode in progress."""
         self._stop.set()
 
+    def ready(self) -> str:
+        """Answers once the actor is built (its environment, policy and link to the learner)."""
+        return self.actor_id
+
 
 class Fleet:
     """The simulated actors of actors.num beside the run's own robot (an empty fleet for actors.num=1)."""
@@ -115,7 +119,12 @@ class Fleet:
             handle = remote.options(name=f"dsrl_actor:{spec.run_id}:{actor_id}", namespace=NAMESPACE, num_cpus=cfg.actors.num_cpus,
                                     max_concurrency=2, max_restarts=0).remote(make_trainer, actor_config(cfg, i), actor_id, spec)
             self.handles[actor_id], self.runs[actor_id] = handle, handle.run.remote()
-        log.info(f"Started {len(self.handles)} simulated actors beside this robot ({', '.join(self.handles)}).")
+        # This robot starts once they are up (at most learner.connect_timeout_s): the actors then collect side by side
+        # from its first episode. One that fails to start is said by `check`.
+        ready, _ = ray.wait([h.ready.remote() for h in self.handles.values()], num_returns=len(self.handles),
+                            timeout=cfg.learner.connect_timeout_s)
+        log.info(f"Started {len(self.handles)} simulated actors beside this robot ({', '.join(self.handles)}); "
+                 f"{len(ready)} up within learner.connect_timeout_s={cfg.learner.connect_timeout_s:g} s.")
 
     def check(self) -> None:
         """Say, once per actor, that one stopped and why; the others and the run go on."""

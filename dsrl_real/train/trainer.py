@@ -523,6 +523,7 @@ class DSRLTrainer:
                     raise self.recovery.gone()
             if self.link is not None:
                 self.link.sync(self.agent)  # the learner's whole state: the final evaluation and the result are the trained agent's
+                self.logger.log("learner", self.env_steps, **self.link.stats())  # its totals, each actor's among them
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
             self._plot()
