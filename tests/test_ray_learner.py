@@ -16,7 +16,9 @@ import pytest
 from test_train import make_trainer
 
 from dsrl_real.errors import MissingExtraError
+from dsrl_real.train import checkpoints
 from dsrl_real.train.learner_link import LearnerError, LearnerLink, import_ray
+from dsrl_real.train.remote_learner import LEARNER_FILES, RemoteLearner
 
 ray = pytest.importorskip("ray")
 
@@ -110,15 +112,19 @@ def test_a_learner_built_for_another_config_is_refused_in_one_sentence(tmp_path,
     assert not ray.util.list_named_actors()  # the learner this test started is gone (close() waits for that)
 
 
+def random_episode(trainer, rng, T: int = 3) -> dict:
+    """A `T`-chunk-step episode as the learner takes it (ReplayBuffer.add_episode's arguments), for `trainer`'s agent."""
+    dim, shape = trainer.agent.obs_dim, trainer.agent.noise_shape
+    return dict(observations={"proprio": rng.normal(size=(T + 1, 7)).astype(np.float32)},
+                features=rng.normal(size=(T + 1, dim)).astype(np.float32), noise=rng.normal(size=(T, *shape)).astype(np.float32),
+                chunks=rng.normal(size=(T, *shape)).astype(np.float32), rewards=rng.normal(size=T).astype(np.float32),
+                terminated=False, truncated=True)
+
+
 def test_an_episode_sent_twice_is_stored_and_counted_once(tmp_path, local_ray):
     trainer = make_trainer(tmp_path, "learner.mode=ray")
     link = LearnerLink(trainer.cfg.learner, trainer.learner_spec())
-    rng = np.random.default_rng(0)
-    T, dim, shape = 3, trainer.agent.obs_dim, trainer.agent.noise_shape
-    episode = dict(observations={"proprio": rng.normal(size=(T + 1, 7)).astype(np.float32)},
-                   features=rng.normal(size=(T + 1, dim)).astype(np.float32), noise=rng.normal(size=(T, *shape)).astype(np.float32),
-                   chunks=rng.normal(size=(T, *shape)).astype(np.float32), rewards=np.zeros(T, np.float32), terminated=False,
-                   truncated=True)
+    T, episode = 3, random_episode(trainer, np.random.default_rng(0))
     try:
         first = link.add_episode(1, 0, episode)
         again = link.add_episode(1, 0, episode)  # a retry after a lost acknowledgement, say
@@ -129,6 +135,61 @@ def test_an_episode_sent_twice_is_stored_and_counted_once(tmp_path, local_ray):
         assert (stats["episodes"], stats["transitions"]) == (2, 2 * T)
     finally:
         link.close()
+
+
+def without_act_rng(state: dict) -> dict:
+    """An agent's state_dict without the acting stream (the robot's, which a learner's checkpoint carries)."""
+    return {**state, "state": {k: v for k, v in state["state"].items() if k != "act_rng"}}
+
+
+def test_the_learners_checkpoint_travels_as_bytes_and_resumes_a_fresh_learner_and_an_inline_trainer(tmp_path):
+    """No shared filesystem: RemoteLearner (a plain class, no Ray here) is given no folder. Its checkpoint is its
+    files' bytes; written into a checkpoint folder on the robot's side they resume an inline trainer, and sent back
+    as bytes they resume a fresh learner, and each continues exactly as the learner that wrote them."""
+    robot = make_trainer(tmp_path / "run")
+    spec, rng = robot.learner_spec(), np.random.default_rng(0)
+    episodes = [random_episode(robot, rng) for _ in range(4)]
+    learner, fresh, broken = RemoteLearner(spec), RemoteLearner(spec), RemoteLearner(spec)
+    try:
+        for seq, episode in enumerate(episodes[:3], 1):
+            learner.add_episode(spec.run_id, "robot", seq, 0, episode)
+        learner.state()  # its owed gradient work done: 6 updates when the warm start ends, then 3
+        snap = learner.checkpoint(robot.agent.act_stream)
+        assert (sorted(snap["files"]), snap["episodes"], snap["version"]) == (sorted(LEARNER_FILES), 3, 3)
+        assert all(isinstance(data, bytes) for data in snap["files"].values())
+
+        def write_files(folder):  # what the robot side writes in checkpoints.save
+            for name, data in snap["files"].items():
+                (folder / name).write_bytes(data)
+            counters = {"episodes": 3, "env_steps": 36, "next_eval": robot.next_eval, "sample_rng": snap["sample_rng"],
+                        "warm_rng": robot.warm_rng.bit_generator.state, "records": []}
+            (folder / "counters.json").write_text(json.dumps(counters))
+
+        folder = checkpoints.save(robot.out_dir, 3, write_files)
+        assert robot.restore() and (robot.episodes, robot.buffer.num_episodes_started) == (3, 3)
+        expected = learner.state()
+        expected["state"]["act_rng"] = robot.agent.act_stream
+        jax.tree_util.tree_map(np.testing.assert_array_equal, robot.agent.state_dict(), expected)
+        files = {name: (folder / name).read_bytes() for name in LEARNER_FILES}
+        assert fresh.restore(files, 3, snap["sample_rng"], str(folder)) == {"problem": None, "version": 3, "gradient_steps": 18}
+        assert fresh.acknowledged("robot") == [1, 2, 3]
+        # All three continue alike: episode 4 owes 3 updates (of agent.utd=2 gradient steps each).
+        for side in (learner, fresh):
+            side.add_episode(spec.run_id, "robot", 4, 3, episodes[3])
+        robot.buffer.add_episode(**episodes[3])
+        robot._learn(3)
+        after = without_act_rng(learner.state())
+        for other in (fresh.state(), robot.agent.state_dict()):
+            jax.tree_util.tree_map(np.testing.assert_array_equal, without_act_rng(other), after)
+        assert fresh.stats()["gradient_steps"] == learner.stats()["gradient_steps"] == int(robot.agent.step) == 24
+        # A file that cannot be loaded is named in the robot's folder, never in the learner's temporary copy.
+        truncated = {**files, "replay.npz": files["replay.npz"][:100]}
+        assert broken.restore(truncated, 3, snap["sample_rng"], str(folder))["problem"] == (
+            f"episode_000003/replay.npz cannot be loaded (ReplayFileError: The replay buffer file '{folder / 'replay.npz'}' is "
+            "truncated or corrupt (BadZipFile))")
+    finally:
+        for side in (learner, fresh, broken):
+            side.close()
 
 
 def no_ray_yet():

@@ -17,13 +17,15 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import LearnerConfig
 from ..errors import MissingExtraError, UserError
-from .remote_learner import LearnerSpec, RemoteLearner, fingerprint, mismatch
+from ..storage import write_atomic
+from .remote_learner import LEARNER_FILES, STATE_FILE, LearnerSpec, RemoteLearner, cannot_load, fingerprint, mismatch
 
 log = logging.getLogger("dsrl_real.train.learner_link")
 RAY_HINT = 'pip install -e ".[ray]"'  # ray is an extra: the default install has none
@@ -226,11 +228,16 @@ class LearnerLink:
         agent.load_state_dict(full)
         self.fresh = None
 
-    def write_checkpoint(self, folder: str, agent) -> dict:
-        """The learner writes its part of a checkpoint into `folder`; the sampling stream's state, for counters.json."""
-        return self.checkpoint(folder, agent.act_stream, self.cfg.policy_wait_s)["sample_rng"]
+    def write_checkpoint(self, folder: Path, act_stream: np.ndarray) -> dict:
+        """The learner's part of a checkpoint (with the robot's acting stream `act_stream`), its files' bytes
+        through Ray's object store, written into `folder` (a checkpoint being staged, on this side); the
+        sampling stream's state, for counters.json."""
+        snap = self.checkpoint(act_stream, self.cfg.policy_wait_s)
+        for name in LEARNER_FILES:
+            write_atomic(Path(folder) / name, snap["files"][name])
+        return snap["sample_rng"]
 
-    def load_checkpoint(self, folder: str, episodes: int, sample_rng: dict) -> str | None:
+    def load_checkpoint(self, folder: Path, episodes: int, sample_rng: dict) -> str | None:
         """The learner continues from `folder`; what is wrong with it (one clause), or None."""
         restored = self.restore(folder, episodes, sample_rng)
         if restored["problem"] is None:
@@ -256,12 +263,24 @@ class LearnerLink:
     def state(self, timeout_s: float) -> dict[str, Any]:
         return self._get(self.handle.state.remote(), "send the agent's state", timeout=timeout_s + self.cfg.connect_timeout_s)
 
-    def checkpoint(self, folder: str, act_stream: np.ndarray, timeout_s: float) -> dict[str, Any]:
-        return self._get(self.handle.checkpoint.remote(folder, act_stream), "write its checkpoint",
+    def checkpoint(self, act_stream: np.ndarray, timeout_s: float) -> dict[str, Any]:
+        """RemoteLearner.checkpoint: the files come back as bytes."""
+        return self._get(self.handle.checkpoint.remote(act_stream), "write its checkpoint",
                          timeout=timeout_s + self.cfg.connect_timeout_s)
 
-    def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
-        return self._get(self.handle.restore.remote(folder, episodes, sample_rng), "load the checkpoint")
+    def restore(self, folder: Path, episodes: int, sample_rng: dict) -> dict[str, Any]:
+        """RemoteLearner.restore from the checkpoint in `folder` on this side, whose files are read here and
+        sent as bytes; a file that cannot be read is the problem, named as the learner names one."""
+        folder, files = Path(folder), {}
+        for name in LEARNER_FILES:
+            path = folder / name
+            if name == STATE_FILE and not path.exists():  # written in inline mode: the learner owes nothing
+                continue
+            try:
+                files[name] = path.read_bytes()
+            except OSError as err:
+                return {"problem": cannot_load(str(folder), name, err), "version": self.acting_version}
+        return self._get(self.handle.restore.remote(files, episodes, sample_rng, str(folder)), "load the checkpoint")
 
     def acknowledged(self) -> list[int]:
         """This side's episodes the learner holds (their sequence numbers)."""

@@ -107,7 +107,7 @@ class LearnerRecovery:
             if problem is None:
                 if counters["episodes"] <= held:
                     return f"the {held} episodes it held"
-                restored = self.link.restore(str(folder), counters["episodes"], counters["sample_rng"])
+                restored = self.link.restore(folder, counters["episodes"], counters["sample_rng"])
                 if restored["problem"] is None:
                     self.link.gradient_steps = restored["gradient_steps"]
                     return f"the checkpoint {folder.name}"

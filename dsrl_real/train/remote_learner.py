@@ -11,12 +11,17 @@ wins: no queue grows). `params` answers with them, waiting (within a deadline) f
 robot needs. Sampling and the gradient steps draw from the same stream as inline mode's
 (default_rng([run.seed, 1])), so a robot that waits for every version (max_policy_lag 0) gets
 exactly inline mode's run.
+
+Its part of a checkpoint (agent.msgpack, replay.npz, learner.json) travels as bytes through Ray's object
+store, both ways: the learner may run on a GPU box that shares no filesystem with the robot's PC, whose
+run folder holds the checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import threading
 import time
 from collections import deque
@@ -35,6 +40,7 @@ from ..storage import write_atomic
 from .updates import draw, updates_due
 
 STATE_FILE = "learner.json"  # in a checkpoint folder: the learner's bookkeeping beside agent.msgpack and replay.npz
+LEARNER_FILES = ("agent.msgpack", "replay.npz", STATE_FILE)  # the learner's part of a checkpoint folder
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,15 @@ def fingerprint(spec: LearnerSpec) -> dict[str, Any]:
                            "train.updates_per_chunk": spec.updates_per_chunk}
     out.update({f"agent.{k}": _plain(v) for k, v in dataclasses.asdict(spec.agent).items()})
     return out
+
+
+def cannot_load(where: str, name: str, err: BaseException, staged: str | None = None) -> str:
+    """The clause saying that file `name` of the checkpoint folder `where` cannot be loaded; a path of the
+    learner's own temporary copy (`staged`) in the error reads as the robot's folder."""
+    detail = str(err).split(";")[0].rstrip(".")
+    if staged:
+        detail = detail.replace(staged, str(where))
+    return f"{Path(where).name}/{name} cannot be loaded ({type(err).__name__}: {detail})"
 
 
 def mismatch(robot: dict[str, Any], learner: dict[str, Any]) -> str | None:
@@ -216,45 +231,55 @@ class RemoteLearner:
                 "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started, **self.throughput()}
 
     # -- checkpoints ----------------------------------------------------------------------------------
-    def checkpoint(self, folder: str, act_stream: np.ndarray) -> dict[str, Any]:
-        """Write agent.msgpack (with the robot's acting stream `act_stream`), replay.npz and learner.json
-        into `folder` (a checkpoint being staged), a consistent snapshot: every acknowledged episode
-        and the gradient work still owed. Returns the sampling stream's state for counters.json."""
-        folder_path = Path(folder)
-        with self._agent_lock, self._books:
-            d = self.agent.state_dict()
-            d["state"]["act_rng"] = np.asarray(act_stream)
-            agent_checkpoint.write(folder_path / "agent.msgpack", d)
-            self.buffer.save(folder_path / "replay.npz")
-            books = {"episodes": self._episodes, "version": self._version,
-                     "owed": [[o.index, o.updates] for o in self._owed],
-                     "acked": {a: sorted(seqs.items()) for a, seqs in self._acked.items()}}
-            write_atomic(folder_path / STATE_FILE, json.dumps(books).encode())
-            return {"sample_rng": self.sample_rng.bit_generator.state, "version": self._version, "episodes": self._episodes}
-
-    def restore(self, folder: str, episodes: int, sample_rng: dict) -> dict[str, Any]:
-        """Continue from a checkpoint folder (written in either learner mode: one without learner.json
-        owes nothing). {"problem": what is wrong with it (one clause naming the file) or None, "version"}."""
-        folder_path = Path(folder)
-        name = "agent.msgpack"
-        try:
+    def checkpoint(self, act_stream: np.ndarray) -> dict[str, Any]:
+        """The learner's part of a checkpoint, a consistent snapshot of every acknowledged episode and the
+        gradient work still owed: {"files": LEARNER_FILES' bytes (agent.msgpack carries the robot's acting
+        stream `act_stream`), "sample_rng" (for counters.json), "version", "episodes"}. The files go back as
+        bytes, through Ray's object store: the learner's machine need not see the robot's run folder. They
+        are staged by the usual writers in a temporary folder of the learner's own."""
+        with tempfile.TemporaryDirectory(prefix="dsrl-learner-checkpoint-") as tmp:
+            staged = Path(tmp)
             with self._agent_lock, self._books:
-                self.agent.load(folder_path / name)
-                name = "replay.npz"
-                self.buffer.load(folder_path / name)
-                name = STATE_FILE
-                books = {"episodes": episodes, "version": episodes, "owed": [], "acked": {}}
-                if (folder_path / name).exists():
-                    books = json.loads((folder_path / name).read_text())
-                self.sample_rng.bit_generator.state = sample_rng
-                self._episodes = int(books["episodes"])
-                self._owed = deque(_Owed(int(i), int(u)) for i, u in books["owed"])
-                self._acked = {a: {int(s): int(i) for s, i in seqs} for a, seqs in books["acked"].items()}
-                params = self.agent.acting_params()
-                self._gradient_steps = int(self.agent.step)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ReplayFileError) as err:
-            detail = str(err).split(";")[0].rstrip(".")
-            return {"problem": f"{folder_path.name}/{name} cannot be loaded ({type(err).__name__}: {detail})", "version": self._version}
+                d = self.agent.state_dict()
+                d["state"]["act_rng"] = np.asarray(act_stream)
+                agent_checkpoint.write(staged / "agent.msgpack", d)
+                self.buffer.save(staged / "replay.npz")
+                books = {"episodes": self._episodes, "version": self._version,
+                         "owed": [[o.index, o.updates] for o in self._owed],
+                         "acked": {a: sorted(seqs.items()) for a, seqs in self._acked.items()}}
+                write_atomic(staged / STATE_FILE, json.dumps(books).encode())
+                out = {"sample_rng": self.sample_rng.bit_generator.state, "version": self._version, "episodes": self._episodes}
+            out["files"] = {name: (staged / name).read_bytes() for name in LEARNER_FILES}  # outside the locks: the updates go on
+        return out
+
+    def restore(self, files: dict[str, bytes], episodes: int, sample_rng: dict, where: str = "checkpoint") -> dict[str, Any]:
+        """Continue from a checkpoint's files (name -> bytes, as `checkpoint` gives them, read from the robot's
+        checkpoint folder `where`; written in either learner mode: without learner.json the learner owes
+        nothing), loaded from a temporary copy of the learner's own. {"problem": what is wrong with them (one
+        clause naming the file in `where`) or None, "version", "gradient_steps"}."""
+        name = "agent.msgpack"
+        with tempfile.TemporaryDirectory(prefix="dsrl-learner-restore-") as tmp:
+            staged = Path(tmp)
+            try:
+                for known in LEARNER_FILES:  # only these names: never a path the robot side chose
+                    if known in files:
+                        (staged / known).write_bytes(files[known])
+                with self._agent_lock, self._books:
+                    self.agent.load(staged / name)
+                    name = "replay.npz"
+                    self.buffer.load(staged / name)
+                    name = STATE_FILE
+                    books = {"episodes": episodes, "version": episodes, "owed": [], "acked": {}}
+                    if (staged / name).exists():
+                        books = json.loads((staged / name).read_text())
+                    self.sample_rng.bit_generator.state = sample_rng
+                    self._episodes = int(books["episodes"])
+                    self._owed = deque(_Owed(int(i), int(u)) for i, u in books["owed"])
+                    self._acked = {a: {int(s): int(i) for s, i in seqs} for a, seqs in books["acked"].items()}
+                    params = self.agent.acting_params()
+                    self._gradient_steps = int(self.agent.step)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, ReplayFileError) as err:
+                return {"problem": cannot_load(where, name, err, staged=tmp), "version": self._version}
         with self._published:
             self._version, self._params, self._metrics = int(books["version"]), params, {}
             self._published.notify_all()

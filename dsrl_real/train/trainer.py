@@ -371,8 +371,8 @@ class DSRLTrainer:
                     "records": records}
 
         def write_files(folder: Path) -> None:
-            if self.link is not None:  # the learner writes the agent (with this side's acting stream) and its buffer
-                counters["sample_rng"] = self.link.write_checkpoint(str(folder), self.agent)
+            if self.link is not None:  # the learner's files (its agent with this side's acting stream, its buffer), as bytes
+                counters["sample_rng"] = self.link.write_checkpoint(folder, self.agent.act_stream)
             else:
                 self.agent.save(folder / "agent.msgpack")
                 self.buffer.save(folder / "replay.npz")
@@ -425,7 +425,7 @@ class DSRLTrainer:
             self.agent.load(folder / name)
             name = "replay.npz"
             if self.link is not None:  # the learner loads its state and buffer
-                problem = self.link.load_checkpoint(str(folder), counters["episodes"], counters["sample_rng"])
+                problem = self.link.load_checkpoint(folder, counters["episodes"], counters["sample_rng"])
                 if problem:
                     return problem
             else:
