@@ -52,12 +52,14 @@ def kill_learner(handle) -> None:
 
 
 def kill_during_episode(trainer, episode: int) -> None:
-    """Kill the learner at the first step of training episode `episode` (the learner has all before it)."""
+    """Kill the learner at the first step of training episode `episode` (the learner has all before it, and the
+    checkpoint written beside this episode is in place)."""
     step = trainer.env.step
 
     def step_then_kill(action):
         if trainer.episodes == episode - 1 and trainer.link is not None and not kill_during_episode.done:
             kill_during_episode.done = True
+            trainer.checkpointing.join()
             kill_learner(trainer.link.handle)
         return step(action)
 
@@ -128,6 +130,35 @@ def test_on_loss_pause_holds_the_robot_in_its_start_pose_until_the_learner_is_ba
     assert len(messages(caplog, GONE)) == 1
     assert_learner_holds_the_recording_once(trainer, 5)
     assert not ray.util.list_named_actors()  # the learner the robot side started again is gone
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_learner_lost_while_its_checkpoint_is_written_beside_an_episode_leaves_the_records_to_the_next_one(tmp_path, caplog,
+                                                                                                            monkeypatch):
+    """The checkpoint after episode 2 is written beside episode 3; the learner dies as it is asked for its files. The
+    robot notices at the next boundary, as it would a loss in a cycle: one sentence, the records of episodes 2 and 3
+    wait, and the learner started again resumes from checkpoint 1 and takes in the recorded episodes 2-3."""
+    caplog.set_level(logging.INFO, logger="dsrl_real")
+    trainer = make_trainer(tmp_path, "train.env_steps=48", "learner.mode=ray", "learner.on_loss=continue")
+    write, killed = LearnerLink.write_checkpoint, []
+
+    def killed_while_writing(link, folder, act_stream):
+        if folder.name.endswith(checkpoints.folder_name(2)) and not killed:
+            killed.append(trainer.episodes)
+            kill_learner(link.handle)
+        return write(link, folder, act_stream)
+
+    monkeypatch.setattr(LearnerLink, "write_checkpoint", killed_while_writing)
+    assert trainer.run()["episodes"] == 4 and killed == [2]
+    gone = messages(caplog, GONE)
+    assert len(gone) == 1 and "when asked to write its checkpoint" in gone[0]
+    assert gone[0].endswith(" after episode 3; the robot goes on with the parameters it has (learner.on_loss=continue) and the "
+                            "learner takes in the episodes recorded meanwhile when it is back.")
+    assert messages(caplog, BACK) == ["The learner is back: it resumed from the checkpoint episode_000001 and took in 2 recorded "
+                                      "episodes it had not acknowledged (2-3)."]
+    assert [f.name for f in checkpoints.listed(tmp_path)] == [checkpoints.folder_name(4), checkpoints.folder_name(1)]
+    assert_learner_holds_the_recording_once(trainer, 4)  # the metrics records too: 1-4, each once
+    assert not ray.util.list_named_actors()
 
 
 class Said(logging.Handler):
@@ -208,6 +239,7 @@ def test_a_paused_robot_whose_learner_does_not_come_back_stops_at_its_deadline_a
     def step_then_lose_the_learner_for_good(action):  # its node is gone: none can be started again either
         if trainer.episodes == 3 and trainer.link.cfg.spawn:
             trainer.link.cfg = dataclasses.replace(trainer.link.cfg, spawn=False)
+            trainer.checkpointing.join()  # the checkpoint of episode 3, written beside this episode, is in place
             kill_learner(trainer.link.handle)
         return step(action)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -190,6 +191,48 @@ def test_the_learners_checkpoint_travels_as_bytes_and_resumes_a_fresh_learner_an
     finally:
         for side in (learner, fresh, broken):
             side.close()
+
+
+def test_the_checkpoint_is_written_beside_the_next_episode_and_its_records_logged_once_it_is_safe(tmp_path, local_ray,
+                                                                                                   monkeypatch):
+    """The robot waits at the boundary for the acknowledgement and the parameters, not for the checkpoint: the one
+    after episode 1, held back until the test lets it go at episode 2's first step, is still being written while
+    episode 2 runs. Its counters are those of the moment it was asked for, and episode 1's metrics record is
+    logged only once it is written."""
+    trainer = make_trainer(tmp_path, "train.env_steps=24", "learner.mode=ray")
+    started, release, seen, asked = threading.Event(), threading.Event(), [], []
+    write = LearnerLink.write_checkpoint
+
+    def held_back(link, folder, act_stream):
+        if folder.name.endswith(checkpoints.folder_name(1)):  # its staging folder
+            started.set()
+            seen.append(("let go", release.wait(timeout=60)))
+        return write(link, folder, act_stream)
+
+    monkeypatch.setattr(LearnerLink, "write_checkpoint", held_back)
+    reset, step = trainer.env.reset, trainer.env.step
+
+    def reset_noting_the_moment(**kwargs):  # the checkpoint after episode 1 is asked for beside this reset
+        if trainer.episodes == 1:
+            asked.append(trainer.warm_rng.bit_generator.state)
+        return reset(**kwargs)
+
+    def step_while_checkpointing(action):
+        if trainer.episodes == 1 and not release.is_set():  # episode 2's first step (after its first warm-start draw)
+            seen.append(("episode 2 runs", started.wait(timeout=60), [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"],
+                         checkpoints.listed(tmp_path), trainer.warm_rng.bit_generator.state != asked[0]))
+            release.set()
+        return step(action)
+
+    trainer.env.reset, trainer.env.step = reset_noting_the_moment, step_while_checkpointing
+    trainer.run()
+    # Episode 2 began while checkpoint 1 was being written, with no episode logged and no checkpoint in place yet.
+    assert seen == [("episode 2 runs", True, [], [], True), ("let go", True)]
+    assert [r["episode"] for r in records(tmp_path) if r["kind"] == "episode"] == [1, 2]
+    assert [f.name for f in checkpoints.listed(tmp_path)] == [checkpoints.folder_name(2), checkpoints.folder_name(1)]
+    counters = json.loads((tmp_path / "checkpoints" / checkpoints.folder_name(1) / "counters.json").read_text())
+    assert (counters["episodes"], counters["env_steps"], counters["warm_rng"]) == (1, 12, asked[0])
+    assert [r["episode"] for r in counters["records"]] == [1]
 
 
 def no_ray_yet():

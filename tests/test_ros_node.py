@@ -387,19 +387,26 @@ def test_emergency_stop_on_a_widowx_holds_the_arm_then_sleeps_and_torques_off(tm
 
 def test_the_checkpoint_after_a_stop_waits_for_the_trainers_learner():
     from dsrl_real.ros.node import wait_for_learner
+    from dsrl_real.train.background_checkpoint import BackgroundCheckpoint
     from dsrl_real.train.learner import Learner
 
-    release, order = threading.Event(), []
-    trainer = types.SimpleNamespace(learner=Learner())
+    release, written, order = threading.Event(), threading.Event(), []
+    trainer = types.SimpleNamespace(learner=Learner(), checkpointing=BackgroundCheckpoint())
     trainer.learner.submit(lambda: (release.wait(30), order.append("learner done")))  # gradient steps, its own checkpoint
+    # learner.mode=ray: the checkpoint still being written beside the episode
+    trainer.checkpointing.start(lambda: (written.wait(30), order.append("checkpoint written")), [])
     waiter = threading.Thread(target=lambda: (wait_for_learner(trainer, 30), order.append("saved")))
     waiter.start()
     waiter.join(0.3)
     assert waiter.is_alive() and order == []  # still waiting for the learner
     release.set()
+    waiter.join(0.3)
+    assert waiter.is_alive() and order == ["learner done"]  # and for the checkpoint
+    written.set()
     waiter.join(30)
     trainer.learner.stop()
-    assert order == ["learner done", "saved"]
+    trainer.checkpointing.stop()
+    assert order == ["learner done", "checkpoint written", "saved"]
     wait_for_learner(types.SimpleNamespace(), 30)  # a trainer without a learner: nothing to wait for
 
 

@@ -29,6 +29,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -207,11 +208,13 @@ def _shielded(log):
 
 
 def wait_for_learner(trainer, timeout_s: float = LEARNER_JOIN_S) -> None:
-    """Let the trainer's learner (train/learner.py: gradient steps, checkpoint) finish its cycle before
-    saving another checkpoint; a trainer without one has nothing to wait for."""
-    learner = getattr(trainer, "learner", None)
-    if learner is not None:
-        learner.join(timeout_s)
+    """Let the trainer's learner (train/learner.py: gradient steps, checkpoint) finish its cycle, and in
+    learner.mode=ray the checkpoint written beside the episode (train/background_checkpoint.py), before
+    saving another checkpoint, within `timeout_s` in all; a trainer without them has nothing to wait for."""
+    deadline = time.monotonic() + timeout_s
+    for worker in (getattr(trainer, "learner", None), getattr(trainer, "checkpointing", None)):
+        if worker is not None:
+            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 class NodeRun:

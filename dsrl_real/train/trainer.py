@@ -19,7 +19,9 @@ With learner.mode=ray the learner is a Ray actor that holds the agent's training
 buffer (remote_learner.py, reached through learner_link.py): the cycle sends the scored episode
 (acknowledged once stored) and waits for newer parameters only when the acting ones would trail the
 episodes sent by more than learner.max_policy_lag versions; they are swapped in at the next episode
-boundary. Lag 0 is lockstep and gives inline mode's run. In either mode the episode records carry the
+boundary. Lag 0 is lockstep and gives inline mode's run. The checkpoint is written beside the next
+episode (background_checkpoint.py), with the counters of the moment it was asked for; its episodes'
+metrics records are logged once it is safe. In either mode the episode records carry the
 robot's wait for the cycle after its reset, its share of the time from the cycle's start to the episode's
 end, the policy lag (versions; 0 inline) and the learner's gradient steps per env step (analysis/robot_idle.py).
 The robot never blocks on the learner: when it goes away, the robot goes on or holds in its start pose
@@ -67,6 +69,7 @@ from ..rollout import EVAL_SEED, gaussian_noise, success_summary
 from ..runlock import RunLock
 from ..storage import write_atomic
 from . import checkpoints
+from .background_checkpoint import BackgroundCheckpoint
 from .checkpoints import LATEST
 from .episode import ChunkEpisode, episode_success, run_chunk_episode
 from .features import FeatureFn
@@ -135,6 +138,7 @@ class DSRLTrainer:
         self.recorder: RunRecorder | None = None  # the run folder's recorder while run() or evaluate() records
         self._recording: RunRecording | None = None
         self.learner = Learner()  # absorbs each finished episode, learns and checkpoints, beside the next reset
+        self.checkpointing = BackgroundCheckpoint()  # learner.mode=ray: the checkpoint, beside the next episode
         self.link: LearnerLink | None = None  # learner.mode=ray: the learner actor, while run() runs
         self.recovery: LearnerRecovery | None = None  # learner.mode=ray: what the robot does when the learner goes away
         self.fleet: Fleet | None = None  # actors.num > 1: the simulated actors beside this robot, while run() runs
@@ -355,35 +359,61 @@ class DSRLTrainer:
     def save_checkpoint(self) -> Path:
         """A checkpoint now (e.g. after a stop): see `checkpoints.save`. Records waiting for it are logged."""
         with self._writing("a checkpoint save"):
+            safe = self._finish_checkpoint()  # the one beside the last episode (learner.mode=ray) comes first
             records = self._unlogged
             folder = self._save_checkpoint(records)
             self._unlogged = []
             if self.logger is not None:
-                for record in records:
+                for record in safe + records:
                     self.logger.write(record)
             return folder
 
     def _save_checkpoint(self, records: list[dict]) -> Path:
         """agent + buffer + counters + random streams, and the metrics records this checkpoint makes
         safe (a resume appends those the metrics file lacks), in checkpoints/episode_NNNNNN."""
+        return self._checkpoint_writer(records)()
+
+    def _checkpoint_writer(self, records: list[dict]):
+        """The checkpoint of this moment, to be written now or (learner.mode=ray) beside the next episode: the
+        counters, the random streams and the robot's acting stream are taken now, as the loop changes them."""
         counters = {"episodes": self.episodes, "env_steps": self.env_steps, "next_eval": self.next_eval,
                     "sample_rng": self.sample_rng.bit_generator.state, "warm_rng": self.warm_rng.bit_generator.state,
-                    "records": records}
+                    "records": list(records)}
+        link, act_stream = self.link, self.agent.act_stream
 
         def write_files(folder: Path) -> None:
-            if self.link is not None:  # the learner's files (its agent with this side's acting stream, its buffer), as bytes
-                counters["sample_rng"] = self.link.write_checkpoint(folder, self.agent.act_stream)
+            if link is not None:  # the learner's files (its agent with this side's acting stream, its buffer), as bytes
+                counters["sample_rng"] = link.write_checkpoint(folder, act_stream)
             else:
                 self.agent.save(folder / "agent.msgpack")
                 self.buffer.save(folder / "replay.npz")
             write_atomic(folder / "counters.json", json.dumps(counters).encode())
 
-        try:
-            return checkpoints.save(self.out_dir, self.episodes, write_files)
-        except OSError as err:  # a full disk (ENOSPC, EFBIG), a read-only or vanished folder
-            raise CheckpointError(f"Writing the checkpoint of episode {self.episodes} into '{self.out_dir / 'checkpoints'}' "
-                                  f"failed ({err.strerror or err}); the earlier checkpoints are intact: free the space, then "
-                                  "run again with --resume to continue from the last one.") from err
+        def write() -> Path:
+            episodes = counters["episodes"]
+            try:
+                return checkpoints.save(self.out_dir, episodes, write_files)
+            except OSError as err:  # a full disk (ENOSPC, EFBIG), a read-only or vanished folder
+                raise CheckpointError(f"Writing the checkpoint of episode {episodes} into '{self.out_dir / 'checkpoints'}' "
+                                      f"failed ({err.strerror or err}); the earlier checkpoints are intact: free the space, then "
+                                      "run again with --resume to continue from the last one.") from err
+
+        return write
+
+    def _finish_checkpoint(self) -> list[dict]:
+        """Finish the checkpoint started beside the last episode (learner.mode=ray), if any: the records it made
+        safe. A learner lost while writing it is handled as in a cycle (recovery.lost) and its records wait for
+        the next checkpoint; any other failure is raised."""
+        done = self.checkpointing.finish()
+        if done is None:
+            return []
+        if done.error is None:
+            return done.records
+        self._unlogged = done.records + self._unlogged
+        if isinstance(done.error, LearnerLost) and self.recovery is not None:
+            self.recovery.lost(done.error, self.episodes)
+            return []
+        raise done.error
 
     def restore(self) -> bool:
         """Load the newest usable checkpoint; False when the folder has none. A corrupt checkpoint
@@ -540,6 +570,7 @@ class DSRLTrainer:
             raise
         finally:
             self.learner.stop()
+            self._finish_checkpoint_at_exit()
             self.logger.close()
 
     def _hold_arm(self) -> None:
@@ -548,6 +579,17 @@ class DSRLTrainer:
             self.env.hold()
         except Exception as err:  # noqa: BLE001 - the checkpoint and the close still follow
             log.error(f"Stopping the arm failed ({err}); the run's state is saved next, then the robot is closed.")
+
+    def _finish_checkpoint_at_exit(self) -> None:
+        """However the run ends, the checkpoint still being written finishes first and the records it made
+        safe are logged; a failure of it is only logged: the error that ended the run is the one to show."""
+        try:
+            for record in self._finish_checkpoint():
+                self.logger.write(record)
+        except Exception as err:  # noqa: BLE001 - the earlier checkpoints are intact; a resume starts from them
+            log.warning(f"The checkpoint being written when the run ended failed ({err}); the earlier checkpoints are intact.")
+        finally:
+            self.checkpointing.stop()
 
     def _finish_episodes(self, max_lag: int | None = None, wait_s: float = 0.0) -> None:
         """Absorb the last episode (unless the learner already did), do its gradient work and write a
@@ -565,11 +607,14 @@ class DSRLTrainer:
 
     def _learn_cycle(self, force: bool = False, max_lag: int | None = None, wait_s: float = 0.0) -> dict[str, Any]:
         """The learner's part of a cycle: the pending episode enters the buffer once its score is in,
-        then its gradient steps run, then the checkpoint, which also holds the episode's metrics
-        record (["record"]; ["safe"]: the records the checkpoint holds). Runs beside the scene reset.
-        learner.mode=ray: the episode goes to the learner actor instead (see _absorb_remote); while the
-        learner is away no checkpoint is written and the records wait for the next one."""
-        out: dict[str, Any] = {}
+        then its gradient steps run, then the checkpoint, which also holds the waiting metrics records
+        and the episode's (["record"]; ["safe"]: the records now safe to log, ["held"]: this cycle's
+        checkpoint holds the waiting ones and the episode's). Runs beside the scene reset.
+        learner.mode=ray: the episode goes to the learner actor instead (see _absorb_remote), and the
+        checkpoint (unless `force`d: the run's end, a stop) is only started, to be written beside the next
+        episode; the next cycle finishes it first. While the learner is away no checkpoint is written and
+        the records wait for the next one."""
+        out: dict[str, Any] = {"safe": self._finish_checkpoint()}
         finished = self._pending
         if self.recovery is not None and self.recovery.away:  # take it back if it can be, with the episodes before this one
             self.recovery.take_back(finished.index - 1 if finished is not None else self.episodes, wait_s)
@@ -592,12 +637,18 @@ class DSRLTrainer:
             if self.recovery is not None and self.recovery.away:
                 return out  # the learner holds the training state: the records wait for the next checkpoint
             records = self._unlogged + ([out["record"]] if "record" in out else [])
+            if self.link is not None and not force:  # the robot waits only for the absorb above
+                self.checkpointing.start(self._checkpoint_writer(records), records)
+                self._unlogged = []  # the checkpoint holds them now (the loop, resetting the scene, leaves them alone)
+                out.pop("record", None)
+                return out
             try:
                 self._save_checkpoint(records)
             except LearnerLost as err:
                 self.recovery.lost(err, self.episodes)
                 return out
-            out["safe"] = records
+            out["safe"] += records
+            out["held"] = True
         return out
 
     def _absorb_remote(self, finished: PendingEpisode, scored: ScoredEpisode, max_lag: int | None) -> dict:
@@ -656,12 +707,12 @@ class DSRLTrainer:
                                     reward_wait_s=round(ep.reward_wait_s, 4), **record, **metrics)
 
     def _settle(self, out: dict) -> None:
-        """After a learner cycle that succeeded: log the records its checkpoint made safe, or keep the
-        episode's record until the checkpoint that will hold it. An episode is in metrics.jsonl only
-        once a checkpoint holds it, so a resume never logs it twice."""
-        if "safe" in out:
-            for record in out["safe"]:
-                self.logger.write(record)
+        """After a learner cycle that succeeded: log the records a checkpoint made safe, and keep the
+        episode's record, if no checkpoint holds it yet, until the one that will. An episode is in
+        metrics.jsonl only once a checkpoint holds it, so a resume never logs it twice."""
+        for record in out.get("safe", []):
+            self.logger.write(record)
+        if out.get("held"):  # this cycle's checkpoint holds the waiting records and the episode's
             self._unlogged = []
         elif "record" in out:
             self._log_later(out["record"])
