@@ -273,3 +273,39 @@ def test_ray_mode_without_ray_installed_is_one_sentence_naming_the_extra(monkeyp
     with pytest.raises(MissingExtraError) as missing:
         import_ray()
     assert str(missing.value) == 'learner.mode=ray needs Ray, which is not installed: pip install -e ".[ray]" (or set learner.mode=inline).'
+
+
+def test_a_checkpoint_waits_for_the_update_in_flight_not_for_all_the_work_owed(tmp_path):
+    """The worker takes the agent's lock again the moment an update ends; a checkpoint asked for meanwhile goes
+    next. Each update here waits for the test's go, so the test knows exactly how many ran when the snapshot was
+    taken (a Python lock alone let the worker keep it through every update owed: 45 s at the paper's sizes)."""
+    robot = make_trainer(tmp_path / "run", "train.updates_per_chunk=20")
+    spec, rng = robot.learner_spec(), np.random.default_rng(0)
+    learner = RemoteLearner(spec)
+    update, started, go = learner.agent.update, threading.Semaphore(0), threading.Semaphore(0)
+
+    def paced_update(batch, **kwargs):
+        started.release()
+        go.acquire()
+        return update(batch, **kwargs)
+
+    learner.agent.update = paced_update
+    try:
+        for seq in (1, 2, 3):  # the third, after the two warm-start episodes, owes 3 chunk steps x 20 updates
+            learner.add_episode(spec.run_id, "robot", seq, 0, random_episode(robot, rng))
+        owed = learner.stats()["owed_updates"]
+        assert owed > 2
+        started.acquire()  # the first update is in flight, holding the agent's lock
+        snapshot = threading.Thread(target=lambda: setattr(learner, "snap", learner.checkpoint(robot.agent.act_stream)))
+        snapshot.start()
+        while not learner._turns_waiting:  # the checkpoint is waiting for the lock
+            threading.Event().wait(0.001)
+        go.release()  # the update in flight ends; the worker must now let the checkpoint go first
+        snapshot.join(timeout=60)
+        assert not snapshot.is_alive()
+        books = json.loads(learner.snap["files"]["learner.json"])
+        assert sum(u for _, u in books["owed"]) == owed - 1  # exactly the one update in flight ran before it
+    finally:
+        for _ in range(owed):
+            go.release()
+        learner.close()

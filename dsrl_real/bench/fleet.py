@@ -15,7 +15,7 @@ from ..analysis.metrics import plot_learning_curve, read_records
 from ..config import load_config
 from ..machine import machine_info
 from ..policies.pipeline import pretrain_from_demos
-from ..train.trainer import DSRLTrainer
+from ..train.trainer import train_once
 
 FLEET_SIZES = (1, 2, 4)
 # The CPU preset on the state-based monkey task; the actors may act with parameters up to MAX_POLICY_LAG learner versions
@@ -62,11 +62,7 @@ def bench_fleet(env_steps: int = 2000, eval_every_steps: int = 500, curve_episod
 def _run(cfg, policy) -> dict:
     """One training run with cfg.actors.num actors: its throughput, learning curve and final success."""
     began = time.time()
-    trainer = DSRLTrainer(cfg, policy=policy)
-    try:
-        run = trainer.run()
-    finally:
-        trainer.close()
+    run = train_once(cfg, policy)
     records = read_records(Path(cfg.train.out_dir) / "metrics.jsonl")
     last = next((r for r in reversed(records) if r["kind"] == "learner"), {})  # the learner's totals at the run's end
     actors = {a: s["env_steps_per_s"] for a, s in (last.get("actors") or {}).items()}

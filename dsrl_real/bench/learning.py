@@ -8,7 +8,7 @@ from pathlib import Path
 from ..analysis.metrics import plot_learning_curve, read_records
 from ..config import load_config
 from ..policies.pipeline import base_success, pretrain_from_demos
-from ..train.trainer import DSRLTrainer
+from ..train.trainer import train_once
 
 LEARNING_RUNS = (
     ("dsrl_sac", ["agent.algorithm=dsrl_sac"]),
@@ -37,11 +37,7 @@ def bench_learning(env_steps: int = 5000, eval_episodes: int = 50, curve_episode
             f"train.eval_episodes={curve_episodes}", f"train.final_eval_episodes={eval_episodes}", "train.wandb=disabled", *overrides,
         ])
         run_start = time.perf_counter()
-        trainer = DSRLTrainer(cfg, policy=policy)
-        try:
-            run = trainer.run()
-        finally:
-            trainer.close()
+        run = train_once(cfg, policy)
         result[label] = {"base_success_rate": result["base_success_rate"], "final_success_rate": run["final_success_rate"],
                          "final_ci95": run["final_ci95"], "env_steps": run["env_steps"],
                          "wall_s": round(time.perf_counter() - run_start, 1)}

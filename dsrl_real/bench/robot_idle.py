@@ -19,7 +19,7 @@ from ..envs.robot_env import RobotEnv
 from ..machine import machine_info
 from ..policies import load_base_policy
 from ..policies.diffusion import DiffusionPolicy, Normalization, init_params
-from ..train.trainer import DSRLTrainer
+from ..train.trainer import train_once
 
 # The paper-size agent (RoboReward's real WidowX, Table 9) on the simulated WidowX in real time at its 5 Hz, one
 # warm-start episode (its gradient work is then one episode's, as every later one's; the preset's 20 would take
@@ -51,11 +51,7 @@ def _run_mode(cfg: Config) -> dict:
     start = time.perf_counter()
     env = build_env(cfg)
     policy = load_base_policy(cfg.policy) if cfg.policy.checkpoint or cfg.policy.external else untrained_policy(cfg, env)
-    trainer = DSRLTrainer(cfg, env=env, policy=policy)
-    try:
-        result = trainer.run()
-    finally:
-        trainer.close()
+    result = train_once(cfg, policy, env)
     summary = robot_summary(read_records(Path(cfg.train.out_dir) / "metrics.jsonl"))
     return {**(summary or {"episodes": 0}), "max_policy_lag": cfg.learner.max_policy_lag if cfg.learner.mode == "ray" else 0,
             "run_episodes": result["episodes"], "run_env_steps": result["env_steps"], "run_wall_s": round(time.perf_counter() - start, 1)}

@@ -748,3 +748,12 @@ class DSRLTrainer:
     def _plot(self) -> None:
         records = [r for r in self.logger.records("eval") + self.logger.records("final_eval")]
         plot_learning_curve(records, self.out_dir / "learning_curve.png", title=f"{self.label} on {self.env.task.name}")
+
+
+def train_once(cfg: Config, policy: BasePolicy | None = None, env: RobotEnv | None = None) -> dict[str, Any]:
+    """One training run from scratch (DSRLTrainer.run), its trainer closed after it; the run's result."""
+    trainer = DSRLTrainer(cfg, env=env, policy=policy)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
