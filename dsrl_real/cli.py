@@ -28,6 +28,7 @@ from .analysis.report import actors_table, agreement_lines, report_table, robot_
 from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .config import ConfigError, check_config, load_config, to_yaml
+from .config.observations import OBSERVATIONS, observation_label, observation_overrides
 from .envs.make import build_env, safety_limits
 from .envs.robot_env import StaleFrameError
 from .envs.safety import EmergencyStop, action_bounds
@@ -51,8 +52,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. robot.control_hz=10 task.name=drawer")
 
 
+def _load(args):
+    """The config the command line names; `--obs` selects an observation mode beneath the dotted overrides."""
+    return load_config(args.config, [*(observation_overrides(args.obs) if args.obs else []), *args.overrides])
+
+
 def _cmd_rollout(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     env = build_env(cfg)
     if args.policy == "expert":
         act = scripted_expert(env, cfg.run.expert_noise, cfg.run.seed)
@@ -62,7 +68,8 @@ def _cmd_rollout(args) -> int:
     else:
         act = random_policy(env, cfg.run.seed)
     console = Console(stderr=True)
-    table = Table(title=f"{args.policy} on '{env.task.instruction}' ({cfg.robot.kind})")
+    observations = observation_label(cfg, policy if args.policy == "base" else None)
+    table = Table(title=f"{args.policy} on '{env.task.instruction}' ({cfg.robot.kind}; observations: {observations})")
     for column in ("episode", "seed", "success", "steps", "progress", "safety"):
         table.add_column(column, justify="right")
     results = []
@@ -77,7 +84,7 @@ def _cmd_rollout(args) -> int:
     console.print(table)
     summary = success_summary(sum(r.success for r in results), len(results))
     print(json.dumps({
-        "policy": args.policy, "task": env.task.name, "episodes": len(results),
+        "policy": args.policy, "task": env.task.name, "observations": observations, "episodes": len(results),
         "success_rate": summary["success_rate"], "success_rate_ci95": summary["ci95"],
         "mean_steps": sum(r.steps for r in results) / max(len(results), 1),
     }))
@@ -90,7 +97,7 @@ def _progress():
 
 
 def _cmd_collect_demos(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     with _progress() as progress:
         paths = collect_demos(cfg, progress)
     print(json.dumps({"episodes": len(paths), "out_dir": cfg.demos.out_dir}))
@@ -98,7 +105,7 @@ def _cmd_collect_demos(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     low, high = action_bounds(safety_limits(cfg))  # the env's action box, from the config: nothing connects to the robot
     try:
         episodes = load_episodes(cfg.pretrain.demos)
@@ -122,7 +129,7 @@ def _cmd_demo(args) -> int:
     DSRL fine-tuning from that policy, and the fine-tuned agent's evaluation. Its results, wall time and
     machine are printed and kept in the run folder's summary.json, so a quoted number says where it came from."""
     began, date = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     with _progress() as progress:
         policy, _, seconds = pretrain_from_demos(cfg, work_dir, progress)
@@ -138,9 +145,11 @@ def _cmd_demo(args) -> int:
     wall, machine = time.perf_counter() - began, machine_info()
     # The base policy's success is the trainer's step-0 evaluation: w ~ N(0, I) on the evaluation scenes
     # (policies.pipeline.base_success draws the same), where the learning curve starts.
+    print(f"observations: {tuned['observations']}", file=sys.stderr)
     print(f"base policy: {tuned['base_success_rate']:.0%} success over {tuned['base_episodes']} episodes", file=sys.stderr)
     summary = {
-        "task": cfg.task.name, "run_dir": str(work_dir), "policy": str(work_dir / "policy" / "policy.msgpack"),
+        "task": cfg.task.name, "observations": tuned["observations"], "run_dir": str(work_dir),
+        "policy": str(work_dir / "policy" / "policy.msgpack"),
         "episodes": tuned["base_episodes"], "base_success_rate": tuned["base_success_rate"], "base_success_ci95": tuned["base_ci95"],
         "algorithm": tuned["label"], "env_steps": tuned["env_steps"],
         "fine_tuned_success_rate": tuned["final_success_rate"], "fine_tuned_success_ci95": tuned["final_ci95"],
@@ -155,7 +164,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     trainer = DSRLTrainer(cfg)
     try:
         with _progress() as progress:
@@ -167,7 +176,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     trainer = DSRLTrainer(cfg)
     try:
         if not trainer.restore():
@@ -175,12 +184,12 @@ def _cmd_eval(args) -> int:
         result = trainer.evaluate(args.episodes or cfg.train.eval_episodes)
     finally:
         trainer.close()
-    print(json.dumps({"label": trainer.label, "env_steps": trainer.env_steps, **result}))
+    print(json.dumps({"label": trainer.label, "observations": trainer.observations, "env_steps": trainer.env_steps, **result}))
     return 0
 
 
 def _cmd_config(args) -> int:
-    print(to_yaml(load_config(args.config, args.overrides)), end="")
+    print(to_yaml(_load(args)), end="")
     return 0
 
 
@@ -196,9 +205,13 @@ def _cmd_score(args) -> int:
 
 def _cmd_bench(args) -> int:
     bench = BENCHMARKS[args.name]
-    if args.overrides and "overrides" not in inspect.signature(bench).parameters:
+    takes = inspect.signature(bench).parameters
+    if args.overrides and "overrides" not in takes:
         raise UserError(f"dsrl-real bench {args.name} takes no overrides; run it without '{args.overrides[0]}'.")
-    print(json.dumps(bench(**({"overrides": args.overrides} if args.overrides else {})), indent=2))
+    if args.obs and "obs" not in takes:
+        raise UserError(f"dsrl-real bench {args.name} has no observation mode to choose; run it without --obs.")
+    kwargs = {**({"overrides": args.overrides} if args.overrides else {}), **({"obs": args.obs} if args.obs else {})}
+    print(json.dumps(bench(**kwargs), indent=2))
     return 0
 
 
@@ -237,7 +250,8 @@ def _cmd_report(args) -> int:
             console.print(actors_table(summary))
     for line in agreement_lines(summary):
         console.print(line)
-    print(json.dumps({"json": str(json_path), "png": str(png_path), "robot_time_s": summary["robot_time_s"],
+    print(json.dumps({"json": str(json_path), "png": str(png_path), "observations": summary["observations"],
+                      "robot_time_s": summary["robot_time_s"],
                       "episodes": summary["total"]["episodes"], "success_rate": summary["total"]["success_rate"],
                       "robot": summary["robot"]}))
     return 0
@@ -271,22 +285,27 @@ def _command(sub, name: str, func, help: str, *flags: tuple[tuple, dict], config
 
 
 RESUME = "--resume", {"action": "store_true", "help": "continue from the last checkpoint in the output folder"}
+OBS = ("--obs",), {"choices": tuple(OBSERVATIONS), "default": None,
+                   "help": "pixels: camera frames + proprio, what a robot has (the default configs' own); state: adds object_state, "
+                           "the simulator's exact object positions (privileged, simulation only)"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsrl-real", description="Real-robot DSRL with learned rewards.")
     parser.add_argument(DEBUG[0], **DEBUG[1])
     sub = parser.add_subparsers(dest="command", required=True)
-    _command(sub, "rollout", _cmd_rollout, "run episodes of the scripted expert, the base policy or a random policy",
+    _command(sub, "rollout", _cmd_rollout, "run episodes of the scripted expert, the base policy or a random policy", OBS,
              (("--policy",), {"choices": ("expert", "base", "random"), "default": "expert",
                               "help": "base: the policy at policy.checkpoint (or policy.external), noise ~ N(0, I)"}))
-    _command(sub, "collect-demos", _cmd_collect_demos, "record scripted-expert episodes in simulation (demos.*)")
+    _command(sub, "collect-demos", _cmd_collect_demos, "record scripted-expert episodes in simulation (demos.*)", OBS)
     _command(sub, "pretrain", _cmd_pretrain, "pretrain the diffusion base policy by imitation (pretrain.*, policy.*)",
-             ((RESUME[0],), RESUME[1]))
-    _command(sub, "demo", _cmd_demo, "simulated end to end: demos, pretraining, base-policy evaluation, DSRL fine-tuning, evaluation")
-    _command(sub, "train", _cmd_train, "fine-tune the base policy with DSRL (train.*, agent.*, reward.*)", ((RESUME[0],), RESUME[1]))
-    _command(sub, "eval", _cmd_eval, "evaluate a trained agent with its mean noise",
+             ((RESUME[0],), RESUME[1]), OBS)
+    _command(sub, "demo", _cmd_demo, "simulated end to end: demos, pretraining, base-policy evaluation, DSRL fine-tuning, evaluation",
+             OBS)
+    _command(sub, "train", _cmd_train, "fine-tune the base policy with DSRL (train.*, agent.*, reward.*)", ((RESUME[0],), RESUME[1]),
+             OBS)
+    _command(sub, "eval", _cmd_eval, "evaluate a trained agent with its mean noise", OBS,
              (("--episodes",), {"type": _count(0, 1_000_000, "a number of trials"), "default": 0,
                                 "help": "trials (default: train.eval_episodes)"}))
-    _command(sub, "config", _cmd_config, "print the resolved configuration")
+    _command(sub, "config", _cmd_config, "print the resolved configuration", OBS)
     _command(sub, "score", _cmd_score, "score a recorded video with a reward backend; prints reward, success, score as JSON",
              (("--backend",), {"required": True, "help": "roboreward | robometer | human"}),
              (("--video",), {"required": True, "help": "the episode's video file (mp4)"}),
@@ -308,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "export", _cmd_export, "convert a run recorded in the older LeRobot v2.1 layout into a LeRobot v3.0 dataset",
              (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
-    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
+    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), OBS,
              (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet)"}),
              config=False)
     return parser

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from dsrl_real.config.observations import observation_overrides
 from dsrl_real.runlock import LOCK_FILE
 
+# Observation mode `state` (no cameras; the simulator's object state, privileged): the fast tests' choice, so that
+# no frame is rendered or encoded. The defaults (pixels) need cameras.
+STATE = observation_overrides("state")
 # A tiny DSRL run: no cameras, a scaled-noise base policy, 12-step episodes of 3 chunks, 2 warm-start episodes.
-FAST_TRAIN = ["cameras=[]", "policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled",
+FAST_TRAIN = [*STATE, "policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled",
               "train.eval_episodes=2", "train.eval_every_steps=100000", "train.warm_start_episodes=2", "agent.hidden_dim=32",
               "agent.batch_size=16", "agent.utd=2", "task.max_steps=12"]
 

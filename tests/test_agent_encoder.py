@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.agents.dsrl import DSRLAgent
 from dsrl_real.agents.dsrl.batches import prepare
@@ -298,7 +299,7 @@ def test_a_checkpoint_of_one_features_mode_refuses_the_other():
 
 
 # ---- the trainer ---------------------------------------------------------------------------------------------
-FAST = ["policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled", "train.eval_episodes=1",
+FAST = [*STATE, "policy.external=dsrl_real.policies.examples:scaled_noise_policy", "train.wandb=disabled", "train.eval_episodes=1",
         "train.eval_every_steps=100000", "train.warm_start_episodes=1", "task.max_steps=12",
         "cameras=[{name: front, view: third_person, width: 16, height: 16}, {name: wrist, view: wrist, width: 16, height: 16}]",
         "agent.features=observation", "agent.hidden_dim=16", "agent.num_layers=1", "agent.num_critics=2", "agent.batch_size=8",

@@ -20,8 +20,9 @@ def test_the_fleet_bench_reports_each_sizes_throughput_curve_and_minutes_to_the_
                                                                                                          capsys):
     monkeypatch.chdir(tmp_path)  # the bench's runs go into runs/bench-fleet here
     monkeypatch.setattr(fleet, "FLEET_SIZES", (1, 2))
-    assert main(["bench", "fleet", *TINY]) == 0
+    assert main(["bench", "fleet", "--obs", "state", *TINY]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["observations"] == "state: proprio + object_state (privileged, simulation only)"
     assert (out["sizes"], out["env_steps_budget"], out["eval_episodes"], out["max_policy_lag"]) == ([1, 2], 48, 2, fleet.MAX_POLICY_LAG)
     assert out["target_success_rate"] == out["actors_1"]["final_success_rate"]
     one, two = out["actors_1"], out["actors_2"]

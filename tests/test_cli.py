@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real import cli
 from dsrl_real.analysis.report import ReportError
@@ -19,7 +20,7 @@ from dsrl_real.robots.widowx import WidowXRobot
 
 
 def test_rollout_prints_success_rate_json(capsys):
-    assert main(["rollout", "run.episodes=3", "cameras=[]"]) == 0
+    assert main(["rollout", "run.episodes=3", *STATE]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["episodes"] == 3 and out["success_rate"] == 1.0 and out["task"] == "monkey"
 
@@ -44,7 +45,7 @@ def _last_json(capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-SMALL = ["cameras=[]", "demos.episodes=3", "pretrain.steps=20", "pretrain.eval_every=10",
+SMALL = [*STATE, "demos.episodes=3", "pretrain.steps=20", "pretrain.eval_every=10",
          "pretrain.checkpoint_every=10", "pretrain.batch_size=32", "policy.hidden_dim=32", "policy.embed_dim=16"]
 
 
@@ -52,21 +53,25 @@ def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_pa
     tiny_dsrl = ["train.env_steps=40", "train.warm_start_episodes=1", "train.eval_every_steps=1000", "train.wandb=disabled",
                  "agent.hidden_dim=16", "agent.batch_size=8", "agent.utd=1"]
     assert main(["demo", f"run.out_dir={tmp_path}", "run.eval_episodes=2", *SMALL, *tiny_dsrl]) == 0
-    out = _last_json(capsys)
+    printed = capsys.readouterr()
+    out = json.loads(printed.out.strip().splitlines()[-1])
     assert out["episodes"] == 2 and out["base_success_rate"] in (0.0, 0.5, 1.0)
     assert out["algorithm"] == "dsrl_sac" and out["env_steps"] >= 40 and out["fine_tuned_success_rate"] in (0.0, 0.5, 1.0)
+    assert out["observations"] == "state: proprio + object_state (privileged, simulation only)"
+    assert "observations: state: proprio + object_state (privileged, simulation only)\n" in printed.err
     assert (Path(out["run_dir"]) / "dsrl" / "LATEST").is_file()  # the fine-tuned agent is checkpointed
     # `report` takes the folder the demo prints, and reads the training run in it.
     assert main(["report", out["run_dir"]]) == 0
     report = _last_json(capsys)
     assert report["json"] == str(Path(out["run_dir"]) / "dsrl" / "report.json") and report["success_rate"] is not None
+    assert report["observations"] == "state: proprio + object_state (privileged, simulation only)"
     first = json.loads(Path(report["json"]).read_text())["learning_curve"][0]  # the curve starts at the base policy
     assert (first["env_steps"], first["success_rate"], first["ci95"]) == (0, out["base_success_rate"], out["base_success_ci95"])
     assert Path(out["policy"]).is_file()
     demos = RecordedRun(Path(out["run_dir"]) / "demos")  # a LeRobot dataset
     assert len(demos.records) == 3 and {r["kind"] for r in demos.records} == {"demo"}
     # The pretrained policy drives the robot through `rollout --policy base`.
-    assert main(["rollout", "--policy", "base", f"policy.checkpoint={out['policy']}", "run.episodes=1", "cameras=[]"]) == 0
+    assert main(["rollout", "--policy", "base", f"policy.checkpoint={out['policy']}", "run.episodes=1", *STATE]) == 0
     assert _last_json(capsys)["episodes"] == 1
 
 
@@ -91,7 +96,8 @@ def test_pretrain_reads_the_action_bounds_from_the_config_without_connecting_to_
 
     monkeypatch.setattr(WidowXRobot, "connect", classmethod(unreachable))
     args = ["pretrain", f"pretrain.demos={demos}", f"pretrain.out_dir={tmp_path / 'p'}", *SMALL,
-            "robot.kind=widowx", "safety.max_step_xyz=0.02", "safety.max_step_rpy=0.1"]
+            "robot.kind=widowx", "env.object_state=false", "policy.vector_keys=[proprio]",  # no robot has object_state
+            "safety.max_step_xyz=0.02", "safety.max_step_rpy=0.1"]
     assert main(args) == 0
     norm = load_policy(_last_json(capsys)["policy"]).normalization
     np.testing.assert_array_equal(norm.action_bound_low, np.array([-0.02] * 3 + [-0.1] * 3 + [0.0], np.float32))
@@ -99,18 +105,18 @@ def test_pretrain_reads_the_action_bounds_from_the_config_without_connecting_to_
 
 
 def test_pretrain_without_demos_is_one_sentence(tmp_path, capsys):
-    assert main(["pretrain", f"pretrain.demos={tmp_path / 'none'}", "cameras=[]"]) == 2
+    assert main(["pretrain", f"pretrain.demos={tmp_path / 'none'}", *STATE]) == 2
     assert "No episodes in" in capsys.readouterr().err
 
 
 def test_external_policy_plugs_in_through_config(capsys):
     assert main(["rollout", "--policy", "base", "policy.external=dsrl_real.policies.examples:scaled_noise_policy",
-                 "run.episodes=1", "cameras=[]"]) == 0
+                 "run.episodes=1", *STATE]) == 0
     assert _last_json(capsys)["episodes"] == 1
 
 
 def test_external_policy_that_is_not_a_base_policy_is_refused(capsys):
-    assert main(["rollout", "--policy", "base", "policy.external=dsrl_real.config:PolicyConfig", "cameras=[]"]) == 2
+    assert main(["rollout", "--policy", "base", "policy.external=dsrl_real.config:PolicyConfig", *STATE]) == 2
     assert "lacks the BasePolicy members" in capsys.readouterr().err
 
 
@@ -203,11 +209,11 @@ def test_a_bug_is_one_line_pointing_to_its_saved_traceback_and_raises_with_debug
 def test_an_out_dir_that_is_a_file_is_one_sentence(tmp_path, capsys):
     file = tmp_path / "notes.txt"
     file.write_text("not a folder")
-    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]", "demos.format=npz"]) == 2
+    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", *STATE, "demos.format=npz"]) == 2
     err = capsys.readouterr().err  # after the progress bar's line
     assert "Traceback" not in err and err.endswith(
         f"\ndsrl-real: '{file / 'demos'}' runs through a file where a folder was expected; choose another path.\n")
-    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", "cameras=[]"]) == 2  # a recording
+    assert main(["collect-demos", f"demos.out_dir={file / 'demos'}", "demos.episodes=1", *STATE]) == 2  # a recording
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.endswith(
         f"\ndsrl-real: Cannot write into '{file / 'demos'}' (Not a directory); choose another run directory.\n")

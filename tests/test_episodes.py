@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.config import ConfigError, load_config
 from dsrl_real.data.episodes import Episode, load_episode, load_episode_folder, save_episode
@@ -24,7 +25,7 @@ def test_collect_demos_into_a_folder_with_a_gap_continues_after_the_highest_inde
     save_episode(tmp_path, episode(2.0))
     (tmp_path / "episode_000001.npz").unlink()  # the user deleted a bad demo
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    cfg = load_config(overrides=["cameras=[]", f"demos.out_dir={tmp_path}", "demos.episodes=2", "demos.successful_only=false",
+    cfg = load_config(overrides=[*STATE, f"demos.out_dir={tmp_path}", "demos.episodes=2", "demos.successful_only=false",
                                  "task.name=drawer", "task.max_steps=5", "demos.format=npz"])
     paths = collect_demos(cfg)
     assert [p.name for p in paths] == ["episode_000003.npz", "episode_000004.npz"]
@@ -113,7 +114,7 @@ def test_collect_demos_refuses_a_training_runs_folder_and_changes_nothing(tmp_pa
     (tmp_path / "checkpoints" / "episode_000002").mkdir(parents=True)
     (tmp_path / "metrics.jsonl").write_text('{"kind": "episode", "step": 8}\n')
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    cfg = load_config(overrides=["cameras=[]", f"demos.out_dir={tmp_path}", "demos.episodes=1", f"demos.format={demo_format}",
+    cfg = load_config(overrides=[*STATE, f"demos.out_dir={tmp_path}", "demos.episodes=1", f"demos.format={demo_format}",
                                  "task.max_steps=5"])
     with pytest.raises(UserError, match=rf"^demos.out_dir '{tmp_path}' holds a training run \(checkpoints, metrics.jsonl\); "
                                         r"demonstrations go into a folder of their own: choose another demos.out_dir\.$"):
@@ -123,7 +124,7 @@ def test_collect_demos_refuses_a_training_runs_folder_and_changes_nothing(tmp_pa
 
 def test_demos_go_on_in_the_format_their_folder_holds(tmp_path):
     save_episode(tmp_path / "npz", episode(0.0))
-    demos = ["cameras=[]", "demos.episodes=1", "task.name=drawer", "task.max_steps=5"]
+    demos = [*STATE, "demos.episodes=1", "task.name=drawer", "task.max_steps=5"]
     with pytest.raises(ConfigError) as caught:  # the default format is a LeRobot recording
         collect_demos(load_config(overrides=[*demos, f"demos.out_dir={tmp_path / 'npz'}"]))
     assert str(caught.value) == (f"demos.out_dir '{tmp_path / 'npz'}' holds .npz demos; add to them with demos.format=npz, "

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import av
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.errors import UserError
 from dsrl_real.rewards import http as http_transport
@@ -233,7 +234,7 @@ def _roboreward_over(url, *overrides):
     from dsrl_real.config import load_config
     from dsrl_real.rewards.registry import build_reward_backend
 
-    cfg = load_config(overrides=["cameras=[]", "reward.backend=roboreward", "reward.model=teetone/RoboReward-8B",
+    cfg = load_config(overrides=[*STATE, "reward.backend=roboreward", "reward.model=teetone/RoboReward-8B",
                                  f"reward.server_url={url}", *overrides])
     return build_reward_backend(cfg)
 

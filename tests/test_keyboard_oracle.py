@@ -6,6 +6,7 @@ import termios
 
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.config import load_config
 from dsrl_real.envs.make import build_env
@@ -41,7 +42,7 @@ def oracle_on(terminal):
 
 
 def make_env(max_steps=70, terminate_on_success=True):
-    cfg = load_config(overrides=["cameras=[]", f"task.max_steps={max_steps}",
+    cfg = load_config(overrides=[*STATE, f"task.max_steps={max_steps}",
                                  f"task.terminate_on_success={str(terminate_on_success).lower()}"])
     return build_env(cfg)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import STATE
 
 from dsrl_real.config import load_config
 from dsrl_real.recording import RecordedRun, RunRecorder
@@ -29,7 +30,7 @@ def episode(rec, seed, actions, **columns_at):
 
 
 def test_a_simulated_training_run_with_cameras_follows_lerobots_rules(tmp_path):
-    cfg = load_config(overrides=[EXTERNAL, "train.wandb=disabled", "train.eval_episodes=1", "train.warm_start_episodes=1",
+    cfg = load_config(overrides=[*STATE, EXTERNAL, "train.wandb=disabled", "train.eval_episodes=1", "train.warm_start_episodes=1",
                                  "agent.hidden_dim=32", "agent.batch_size=16", "agent.utd=2", "task.max_steps=12",
                                  "train.env_steps=24", f"train.out_dir={tmp_path}",
                                  "cameras=[{name: front, view: third_person, width: 24, height: 24}, {name: wrist, view: wrist, width: 24, height: 24}]"])

@@ -16,8 +16,12 @@ LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [0.0], np.float32)
 HIGH = -LOW + np.array([0] * 6 + [1.0], np.float32)
 
 
+STATE_VECTORS = ("proprio", "object_state")  # the demos have no cameras: state mode's vectors
+
+
 def random_policy(image_keys=(), seed=0, **cfg_kwargs) -> tuple[DiffusionPolicy, dict]:
-    cfg = PolicyConfig(image_keys=list(image_keys), hidden_dim=32, embed_dim=16, conv_channels=[4, 4], **cfg_kwargs)
+    cfg = PolicyConfig(vector_keys=list(STATE_VECTORS), image_keys=list(image_keys), hidden_dim=32, embed_dim=16, conv_channels=[4, 4],
+                       **cfg_kwargs)
     rng = np.random.default_rng(seed)
     obs = {"proprio": rng.normal(size=(3, 7)).astype(np.float32), "object_state": rng.normal(size=(3, 6)).astype(np.float32)}
     obs.update({k: rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8) for k in image_keys})
@@ -127,7 +131,7 @@ def demos(tmp_path_factory):
 
 
 def small_trainer(demos, steps):
-    cfg = PolicyConfig(hidden_dim=64, embed_dim=32)
+    cfg = PolicyConfig(vector_keys=list(STATE_VECTORS), image_keys=[], hidden_dim=64, embed_dim=32)
     train_cfg = PretrainConfig(steps=steps, batch_size=32, eval_every=10, checkpoint_every=10, val_fraction=0.2)
     return Pretrainer(cfg, train_cfg, demos, LOW, HIGH)
 
@@ -157,7 +161,7 @@ def test_resume_continues_exactly_where_training_stopped(demos, tmp_path):
 
 def test_resume_with_another_architecture_is_refused(demos, tmp_path):
     small_trainer(demos, 10).run(tmp_path)
-    other = Pretrainer(PolicyConfig(hidden_dim=48, embed_dim=32), PretrainConfig(steps=20, batch_size=32), demos, LOW, HIGH)
+    other = Pretrainer(PolicyConfig(vector_keys=list(STATE_VECTORS), image_keys=[], hidden_dim=48, embed_dim=32), PretrainConfig(steps=20, batch_size=32), demos, LOW, HIGH)
     with pytest.raises(CheckpointError, match="different policy architecture"):
         other.restore(tmp_path)
 

@@ -12,6 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import STATE
 
 from dsrl_real.config import load_config
 from dsrl_real.envs.make import make_sim_env
@@ -314,7 +315,7 @@ def test_recorded_episodes_with_images_and_labels_feed_pretraining(tmp_path):
 
 
 def test_collect_demos_through_the_recorder_keeps_failures_and_pretrains_on_successes(tmp_path):
-    cfg = load_config(overrides=["cameras=[]", "demos.format=lerobot", f"demos.out_dir={tmp_path}", "demos.episodes=2",
+    cfg = load_config(overrides=[*STATE, "demos.format=lerobot", f"demos.out_dir={tmp_path}", "demos.episodes=2",
                                  "demos.successful_only=true", "demos.expert_noise=0.3", "task.name=drawer", "task.max_steps=12"])
     paths = collect_demos(cfg)
     run = RecordedRun(tmp_path)

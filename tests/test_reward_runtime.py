@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
@@ -29,7 +30,7 @@ from dsrl_real.train.features import FeatureFn
 from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
-FAST = ["cameras=[]", "train.wandb=disabled", "train.eval_episodes=1", "train.eval_every_steps=100000",
+FAST = [*STATE, "train.wandb=disabled", "train.eval_episodes=1", "train.eval_every_steps=100000",
         "train.warm_start_episodes=10", "agent.hidden_dim=32", "agent.batch_size=16", "agent.utd=2"]
 
 
@@ -226,14 +227,14 @@ def test_inline_scorer_gives_the_same_results_at_once_and_backend_errors_reach_t
         def score_prefix(self, clip):
             raise ConnectionError("The reward server at http://gpu:8000 is not reachable; start it or fix reward.server_url.")
 
-    cfg = load_config(overrides=["cameras=[]", "reward.scoring=inline"])
+    cfg = load_config(overrides=[*STATE, "reward.scoring=inline"])
     with pytest.raises(ConnectionError, match="not reachable"):
         sim_episode(cfg, backend=Broken())
 
 
 # ---- the episode loop with the monitor -----------------------------------------------------------------
 def test_the_backend_sees_only_the_frames_since_the_current_stage_began():
-    cfg = load_config(overrides=["cameras=[{name: third_person, view: third_person, width: 16, height: 16}]", "reward.end_on=detector"])
+    cfg = load_config(overrides=[*STATE, "cameras=[{name: third_person, view: third_person, width: 16, height: 16}]", "reward.end_on=detector"])
     backend = Recording(build_reward_backend(cfg))
     ep, env, _ = sim_episode(cfg, backend)
     picked = next(t for t, s in enumerate(ep.truth) if s.stage_success[0])
@@ -255,7 +256,7 @@ def test_the_backend_sees_only_the_frames_since_the_current_stage_began():
 
 
 def test_dense_reward_from_stage_progress_sums_to_the_episodes_progress_gain():
-    cfg = load_config(overrides=["cameras=[]", "reward.end_on=detector"])
+    cfg = load_config(overrides=[*STATE, "reward.end_on=detector"])
     ep, env, runtime = sim_episode(cfg)
     segments = runtime.monitor.tracker.segments(ep.env_steps)
     scored = score_episode(runtime.backend, ep.frames, ep.truth, env.task.instruction, 5.0, "dense", ep.step_frames, segments, 2)
@@ -266,7 +267,7 @@ def test_dense_reward_from_stage_progress_sums_to_the_episodes_progress_gain():
 
 
 def test_without_the_detector_the_environment_ends_episodes_and_dense_progress_covers_the_whole_task():
-    cfg = load_config(overrides=["cameras=[]", "reward.end_on=env", "reward.form=dense"])
+    cfg = load_config(overrides=[*STATE, "reward.end_on=env", "reward.form=dense"])
     ep, env, runtime = sim_episode(cfg)
     placed = next(t for t, s in enumerate(ep.truth) if s.success)
     assert env.terminate_on_success and (ep.end_reason, ep.env_steps, ep.stage_starts) == ("success", placed, [0])
@@ -276,12 +277,12 @@ def test_without_the_detector_the_environment_ends_episodes_and_dense_progress_c
 
 
 def test_isolated_success_spikes_never_end_a_failed_episode():
-    cfg = load_config(overrides=["cameras=[]", "task.max_steps=12", "reward.scoring=inline"])
+    cfg = load_config(overrides=[*STATE, "task.max_steps=12", "reward.scoring=inline"])
     spikes = [0.9, 0.1, 0.2] * 4  # a false positive every third prefix
     ep, _, _ = sim_episode(cfg, backend=Scripted(probs=spikes), policy=ScaledNoisePolicyOneStep())
     assert (ep.end_reason, ep.truncated, ep.detected_success, ep.env_steps) == ("time_limit", True, False, 12)
     # The same scores with a window of one (and the task as one stage) end the episode at the first spike.
-    cfg = load_config(overrides=["cameras=[]", "task.max_steps=12", "reward.scoring=inline", "reward.success_window=1",
+    cfg = load_config(overrides=[*STATE, "task.max_steps=12", "reward.scoring=inline", "reward.success_window=1",
                                  "reward.track_stages=false"])
     ep, _, _ = sim_episode(cfg, backend=Scripted(probs=spikes), policy=ScaledNoisePolicyOneStep())
     assert (ep.end_reason, ep.terminated, ep.env_steps) == ("success", True, 1)
@@ -299,13 +300,13 @@ class ScaledNoisePolicyOneStep(ExpertPolicy):
 
 
 def test_a_stage_that_runs_out_of_steps_ends_the_episode_as_a_failure():
-    cfg = load_config(overrides=["cameras=[]", "reward.end_on=detector", "reward.stage_max_steps=[5, 40]"])
+    cfg = load_config(overrides=[*STATE, "reward.end_on=detector", "reward.stage_max_steps=[5, 40]"])
     ep, _, _ = sim_episode(cfg)
     assert (ep.end_reason, ep.truncated, ep.terminated, ep.env_steps, ep.stage_starts) == ("stage_time_limit", True, False, 5, [0])
 
 
 def test_reward_settings_that_cannot_work_are_one_sentence():
-    cfg = load_config(overrides=["cameras=[]", "reward.end_on=detector", "reward.stage_max_steps=[5]"])
+    cfg = load_config(overrides=[*STATE, "reward.end_on=detector", "reward.stage_max_steps=[5]"])
     with pytest.raises(ConfigError, match=r"Give one step limit per stage \(2: "):
         sim_episode(cfg)
     only_episodes = Scripted()
@@ -328,7 +329,7 @@ def test_reward_settings_that_cannot_work_are_one_sentence():
 
 # ---- human oracle --------------------------------------------------------------------------------------
 def test_pause_holds_the_robot_and_the_emergency_stop_ends_the_episode_and_the_run():
-    cfg = load_config(overrides=["cameras=[]"])
+    cfg = load_config(overrides=[*STATE])
     env = build_env(cfg)
     stops = []
     env.robot.stop = lambda: stops.append(env.steps)
@@ -348,7 +349,7 @@ def test_pause_holds_the_robot_and_the_emergency_stop_ends_the_episode_and_the_r
 @pytest.mark.parametrize("key, reason, success", [(HumanEvent.SUCCESS, "human_success", True),
                                                   (HumanEvent.FAILURE, "human_failure", False)])
 def test_a_human_key_ends_the_episode_with_its_label(key, reason, success):
-    cfg = load_config(overrides=["cameras=[]"])
+    cfg = load_config(overrides=[*STATE])
     ep, _, _ = sim_episode(cfg, backend=ScriptedKeys([None, None, key]), policy=ScaledNoisePolicyOneStep())
     assert (ep.end_reason, ep.env_steps, ep.terminated, ep.truncated) == (reason, 3, success, not success)
 
@@ -378,7 +379,7 @@ def test_simulated_human_labels_episodes_through_the_real_keyboard_oracle(tmp_pa
     episodes = [r for r in map(json.loads, (tmp_path / "expert" / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "episode"]
     assert [(r["end"], r["reward"], r["success"]) for r in episodes] == [("human_success", 1.0, True)] * 2
     # A policy that never succeeds: the time limit ends the episode and the person answers the prompt with f.
-    cfg = load_config(overrides=["cameras=[]", "reward.backend=sim_human", "task.max_steps=8"])
+    cfg = load_config(overrides=[*STATE, "reward.backend=sim_human", "task.max_steps=8"])
     ep, _, runtime = sim_episode(cfg, policy=ScaledNoisePolicyOneStep())
     scored = runtime.score(ep.frames, ep.truth, ep.step_frames, ep.stage_starts).result()
     runtime.close()

@@ -134,6 +134,7 @@ def test_the_robot_idle_bench_reports_both_modes(tmp_path, monkeypatch, capsys):
     assert main(["bench", "robot-idle", *TINY]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["agent"]["preset"], out["agent"]["hidden_dim"], out["warm_start_episodes"]) == ("widowx_real", 32, 2)
+    assert out["observations"] == "state: proprio + object_state (privileged, simulation only)"  # TINY's
     assert (out["env_steps_budget"], out["nominal_grad_steps_per_env_step"], out["machine"]["cores"] >= 1) == ((2 + 5 + 1) * 8, 0.5, True)
     for mode, lag in (("inline", 0), ("ray", 100)):
         run = out[mode]

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import STATE
 from fakes import rclpy_fake
 from fakes import realsense as fake_rs
 
@@ -192,7 +193,7 @@ def test_a_stalled_realsense_names_its_serial():
 def test_simulated_envs_do_not_check_frame_age():
     from dsrl_real.envs.make import build_env
 
-    env = build_env(load_config(overrides=["cameras=[]"]))
+    env = build_env(load_config(overrides=[*STATE]))
     assert env.max_frame_age_s is None
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import STATE
 from fakes import rclpy_fake
 
 from dsrl_real.config import ConfigError, load_config
@@ -111,7 +112,7 @@ class FakeTrainer:
 
 
 def sim_cfg(tmp_path, *overrides):
-    return ["cameras=[]", f"train.out_dir={tmp_path}", *overrides]
+    return [*STATE, f"train.out_dir={tmp_path}", *overrides]
 
 
 # ---- parameters -> config -------------------------------------------------------------------------
@@ -324,7 +325,7 @@ def run_on_a_fake_widowx(tmp_path, trainer_factory, runs: list | None = None):
 
     from dsrl_real.sim.tabletop import Tabletop
 
-    overrides = ("cameras=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
+    overrides = ("cameras=[]", "policy.image_keys=[]", "robot.driver_timeout_s=5", f"train.out_dir={tmp_path}")
     log = Log()
     with fake_ix.install(Tabletop("monkey", seed=0)) as fake:
         run = NodeRun(NodeParams(config="widowx_monkey", overrides=overrides), log,
@@ -427,7 +428,7 @@ def test_node_declares_its_parameters_spins_and_shuts_ros_down(tmp_path):
         return FakeTrainer(cfg, env)
 
     with rclpy_fake.install() as fake:
-        code = serve(ros_args(config="sim_monkey", mode="eval", overrides=f"['cameras=[]', 'train.out_dir={tmp_path}']"),
+        code = serve(ros_args(config="sim_monkey", mode="eval", overrides=f"['cameras=[]', 'policy.image_keys=[]', 'train.out_dir={tmp_path}']"),
                      trainer_factory=trainer_factory)
     assert code == 0
     assert seen["cfg"].train.out_dir == str(tmp_path) and seen["cfg"].cameras == [] and seen["spinning"]
@@ -476,7 +477,7 @@ def test_an_emergency_stop_message_and_an_outside_rclpy_shutdown_end_the_run(tmp
 
             presser = threading.Thread(target=press)
             presser.start()
-            code = serve(ros_args(overrides=f"['cameras=[]', 'train.out_dir={tmp_path / trigger}']"),
+            code = serve(ros_args(overrides=f"['cameras=[]', 'policy.image_keys=[]', 'train.out_dir={tmp_path / trigger}']"),
                          trainer_factory=trainer_factory)
             presser.join()
         reason = "a message on /dsrl_real/emergency_stop" if trigger == "message" else "the ROS 2 context was shut down"
@@ -557,7 +558,7 @@ sys.exit(code)
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_node_process_ends_it_safely(tmp_path, sig):
-    args = ros_args(overrides=f"['cameras=[]', 'train.out_dir={tmp_path}']")
+    args = ros_args(overrides=f"['cameras=[]', 'policy.image_keys=[]', 'train.out_dir={tmp_path}']")
     script = SCRIPT.format(tests=str(Path(__file__).parent), args=args)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).parent.parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})

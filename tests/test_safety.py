@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import STATE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,8 +134,8 @@ def test_nan_in_the_configured_workspace_is_refused_before_the_arm_moves():
     from dsrl_real.envs.make import build_env, safety_limits
 
     with pytest.raises(ConfigError, match=r"^safety.workspace_low\[1\] = nan is not a finite number; it must be in \[-2, 2\].$"):
-        load_config(overrides=["safety.workspace_low=[0.15,.nan,0.02]", "cameras=[]"])
-    cfg = load_config(overrides=["cameras=[]"])
+        load_config(overrides=["safety.workspace_low=[0.15,.nan,0.02]", *STATE])
+    cfg = load_config(overrides=[*STATE])
     cfg.safety.workspace_high[2] = float("nan")  # past load_config: the factory and the filter refuse it too
     with pytest.raises(ConfigError, match=r"^Safety limit workspace_high = \[0.42, 0.2, nan\] must be 3 finite numbers.$"):
         safety_limits(cfg)

@@ -9,13 +9,15 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.config import load_config
 from dsrl_real.policies.examples import ScaledNoisePolicy
 from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
-FAST = ["cameras=[]", EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
+STATE_LABEL = "state: proprio + object_state (privileged, simulation only)"
+FAST = [*STATE, EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
         "train.warm_start_episodes=2", "agent.hidden_dim=32", "agent.batch_size=16", "agent.utd=2", "task.max_steps=12"]
 
 
@@ -139,7 +141,9 @@ def test_metrics_curve_and_eval_command(tmp_path, capsys):
                  "train.final_eval_episodes=3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["env_steps"] >= 24 and 0.0 <= result["final_success_rate"] <= 1.0
+    assert result["observations"] == STATE_LABEL
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r.get("observations") for r in records if r["kind"] in ("eval", "final_eval")} == {STATE_LABEL}
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "eval" and kinds.count("episode") == result["episodes"] and kinds[-1] == "final_eval"
     # Periodic evaluations at 0 and after 12 steps, with eval_episodes trials; none at the budget's end,
@@ -150,7 +154,7 @@ def test_metrics_curve_and_eval_command(tmp_path, capsys):
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert main(["eval", *FAST, f"train.out_dir={tmp_path}", "--episodes", "3"]) == 0
     evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert evaluation["episodes"] == 3 and len(evaluation["ci95"]) == 2
+    assert evaluation["episodes"] == 3 and len(evaluation["ci95"]) == 2 and evaluation["observations"] == STATE_LABEL
 
 
 class ExpertUnlessLargeNoise(ScaledNoisePolicy):
@@ -204,7 +208,7 @@ def tiny_diffusion_policy(env):
     from dsrl_real.config import PolicyConfig
     from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, init_params
 
-    cfg = PolicyConfig(hidden_dim=16, embed_dim=8, inference_steps=2)
+    cfg = PolicyConfig(vector_keys=["proprio", "object_state"], image_keys=[], hidden_dim=16, embed_dim=8, inference_steps=2)
     low, high = env.action_space.low, env.action_space.high
     obs = {k: np.zeros((1, *s.shape), np.float32) for k, s in env.observation_space.spaces.items()}
     norm = Normalization.fit({k: obs[k] for k in cfg.vector_keys}, np.stack([low, high]), low, high)

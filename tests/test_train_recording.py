@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import STATE
 
 from dsrl_real.analysis.audit import audit_run
 from dsrl_real.cli import main
@@ -28,10 +29,10 @@ from dsrl_real.train.learner import Learner
 from dsrl_real.train.trainer import DSRLTrainer
 
 EXTERNAL = "policy.external=dsrl_real.policies.examples:scaled_noise_policy"
-FAST = ["cameras=[]", EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
+FAST = [*STATE, EXTERNAL, "train.wandb=disabled", "train.eval_episodes=2", "train.eval_every_steps=100000",
         "train.warm_start_episodes=2", "agent.hidden_dim=32", "agent.batch_size=16", "agent.utd=2", "task.max_steps=12"]
 # The simulated drawer with a coin-flip expert: half the episodes succeed within 8 steps, half fail at 25.
-ORACLE = ["cameras=[]", "task.name=drawer", "task.max_steps=25", "train.wandb=disabled", "train.eval_episodes=0",
+ORACLE = [*STATE, "task.name=drawer", "task.max_steps=25", "train.wandb=disabled", "train.eval_episodes=0",
           "train.eval_every_steps=100000", "train.warm_start_episodes=1000", "agent.hidden_dim=32", "agent.batch_size=16",
           "agent.utd=2", "train.checkpoint_every_episodes=0", "train.buffer_capacity=4000"]
 FALSE_POSITIVE_RATE, SCORE_ERROR_RATE = 0.3, 0.25
@@ -311,7 +312,7 @@ def jax_leaves(tree):
 
 def test_shadow_and_seed_settings_are_checked_in_one_sentence(tmp_path):
     def shadows(*overrides, **reward):  # reward: values set past load_config's own checks, for the guards behind them
-        cfg = load_config(overrides=["cameras=[]", *overrides])
+        cfg = load_config(overrides=[*STATE, *overrides])
         for key, value in reward.items():
             setattr(cfg.reward, key, value)
         return ShadowScorers.from_config(cfg, SimTruthBackend(), build_reward_backend)

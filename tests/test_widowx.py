@@ -372,7 +372,7 @@ def test_factory_builds_the_hardware_env_from_config_with_both_fakes():
 def test_hardware_reset_sends_the_arm_home_then_asks_the_person_then_goes_to_start():
     from dsrl_real.envs.make import build_env
 
-    cfg = load_config(overrides=["robot.kind=widowx", "robot.driver_timeout_s=5", "cameras=[]"])
+    cfg = load_config(overrides=["robot.kind=widowx", "robot.driver_timeout_s=5", "cameras=[]", "policy.image_keys=[]"])
     sim = Tabletop("monkey", seed=0)
     asked = []
     with fake_ix.install(sim) as fake:

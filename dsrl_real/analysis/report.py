@@ -78,6 +78,11 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
     out["robot"] = robot_summary(metrics)  # None for a run without the fields
     run = RecordedRun(run_dir) if is_recording(run_dir) else None
     records = run.records if run is not None else []
+    # What the run observed (the trainer's label; with object_state it says "privileged, simulation only"); None
+    # for a run recorded before runs said so.
+    evals = [r["observations"] for r in metrics if r.get("kind") in ("eval", "final_eval") and "observations" in r]
+    out["observations"] = (run.run_meta.get("meta", {}).get("observations") if run is not None else None) or \
+        (evals[-1] if evals else None)
     out["file_problems"] = run.check_files() if run is not None else []  # named; the summary goes on from the records
     kinds = sorted({r.get("kind") or "unknown" for r in records})
     out["kinds"] = {k: _kind_summary([r for r in records if (r.get("kind") or "unknown") == k]) for k in kinds}
@@ -114,8 +119,9 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def report_table(summary: dict):
-    table = Table(title=f"Run {summary['run_dir']}", caption=problems_caption(summary.get("file_problems", [])),
-                  caption_justify="left")
+    observations = summary.get("observations")
+    title = f"Run {summary['run_dir']}" + (f"\nobservations: {observations}" if observations else "")
+    table = Table(title=title, caption=problems_caption(summary.get("file_problems", [])), caption_justify="left")
     table.add_column("kind", no_wrap=True, min_width=10)
     for column in ("episodes", "partial", "success [95% CI]", "env steps", "robot min", "safety", "overruns"):
         table.add_column(column, justify="right")
@@ -185,6 +191,8 @@ def plot_report(summary: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    if summary.get("observations"):
+        fig.suptitle(f"observations: {summary['observations']}", fontsize=9)
     ax = axes[0, 0]
     for label in sorted({r["label"] for r in summary["learning_curve"]}):
         rows = [r for r in summary["learning_curve"] if r["label"] == label]

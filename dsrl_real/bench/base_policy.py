@@ -6,13 +6,14 @@ import tempfile
 from pathlib import Path
 
 from ..config import load_config
+from ..config.observations import observation_overrides
 from ..policies.pipeline import base_success, pretrain_from_demos
 
 CAPABLE_RECIPE = ["demos.episodes=200", "demos.expert_noise=0.1", "pretrain.steps=10000"]
 
 
 def _pretrain_and_evaluate(overrides: list[str], work_dir: Path, episodes: int) -> dict:
-    cfg = load_config(overrides=["cameras=[]", *overrides])
+    cfg = load_config(overrides=[*observation_overrides("state"), *overrides])
     policy, trainer, seconds = pretrain_from_demos(cfg, work_dir)
     return {
         **base_success(cfg, policy, episodes),

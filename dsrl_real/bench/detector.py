@@ -35,7 +35,7 @@ def bench_detector(episodes: int = 60, expert_noise: float = 0.5, noise: float =
     the scripted expert with heavy noise, so many episodes fail near the goal): how often a failed
     episode is wrongly detected as a success (false triggers), and how often and how late successes
     are detected, per majority window, for simulator truth and for a noisy stand-in of a learned model."""
-    cfg = load_config(overrides=["cameras=[]"])
+    cfg = load_config(overrides=["cameras=[]", "policy.image_keys=[]"])  # no frames to render: the detector reads the sim's truth
     env = build_env(cfg)
     env.terminate_on_success = False
     truth_backend = build_reward_backend(cfg)

@@ -1,5 +1,5 @@
 """`dsrl-real bench fleet`: 1, 2 and 4 actors feeding one learner (learner.mode=ray, actors.num): this process's
-simulated robot and the simulated actors beside it, state-only and as fast as they run, each run on the same
+simulated robot and the simulated actors beside it, as fast as they run (observation mode `obs`), each run on the same
 budget of this robot's env steps from the same base policy. Per fleet size: each actor's env steps per second
 and their sum, the learner's gradient steps per second, the learning curve (this robot's evaluations, with the
 wall-clock minutes since the run started) and the minutes to first reach the single-actor run's final success
@@ -13,35 +13,38 @@ from pathlib import Path
 
 from ..analysis.metrics import plot_learning_curve, read_records
 from ..config import load_config
+from ..config.observations import observation_label, observation_overrides
 from ..machine import machine_info
 from ..policies.pipeline import pretrain_from_demos
 from ..train.trainer import train_once
 
 FLEET_SIZES = (1, 2, 4)
-# The CPU preset on the state-based monkey task. MAX_POLICY_LAG 0: each actor, after sending an episode, waits for the
+# The CPU preset on the monkey task. MAX_POLICY_LAG 0: each actor, after sending an episode, waits for the
 # learner to finish the gradient work owed up to it, so every env step gets the preset's updates (its learning per env
 # step is inline mode's) and the actors overlap only their env steps with the learner's work. With a lag, a learner
 # that cannot keep up (on a CPU the actors share) falls ever further behind: measured 2026-12-06 with lag 20 and one
 # actor, 42 env steps/s, 2.6 gradient steps per env step and 6 % final success where lockstep learns.
-BENCH_OVERRIDES = ("cameras=[]", "agent.preset=sim_cpu", "learner.mode=ray", "train.wandb=disabled")
+BENCH_OVERRIDES = ("agent.preset=sim_cpu", "learner.mode=ray", "train.wandb=disabled")
 MAX_POLICY_LAG = 0
 
 
 def bench_fleet(env_steps: int = 2000, eval_every_steps: int = 500, curve_episodes: int = 20, eval_episodes: int = 50,
-                sizes: Sequence[int] | None = None, overrides: Sequence[str] = (), out_dir: str = "runs/bench-fleet") -> dict:
+                sizes: Sequence[int] | None = None, overrides: Sequence[str] = (), out_dir: str = "runs/bench-fleet",
+                obs: str = "pixels") -> dict:
     """`sizes`: the fleet sizes (FLEET_SIZES), the first the reference; `overrides` (dotted, as for `dsrl-real train`)
     come after the bench's own."""
     start = time.perf_counter()
     sizes = tuple(sizes or FLEET_SIZES)
     out = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
-    common = [*BENCH_OVERRIDES, f"learner.max_policy_lag={MAX_POLICY_LAG}", f"train.env_steps={env_steps}",
-              f"train.eval_every_steps={eval_every_steps}", f"train.eval_episodes={curve_episodes}",
+    common = [*observation_overrides(obs), *BENCH_OVERRIDES, f"learner.max_policy_lag={MAX_POLICY_LAG}",
+              f"train.env_steps={env_steps}", f"train.eval_every_steps={eval_every_steps}", f"train.eval_episodes={curve_episodes}",
               f"train.final_eval_episodes={eval_episodes}"]
     base_cfg = load_config(overrides=[*common, *overrides])
     policy, _, _ = pretrain_from_demos(base_cfg, out / "base")
     checkpoint = out / "base" / "policy" / "policy.msgpack"  # the simulated actors load it in their own processes
     t = base_cfg.train
-    result: dict = {"task": base_cfg.task.name, "env_steps_budget": t.env_steps, "max_policy_lag": base_cfg.learner.max_policy_lag,
+    result: dict = {"task": base_cfg.task.name, "observations": observation_label(base_cfg), "env_steps_budget": t.env_steps,
+                    "max_policy_lag": base_cfg.learner.max_policy_lag,
                     "curve_episodes": t.eval_episodes, "eval_every_steps": t.eval_every_steps, "eval_episodes": t.final_eval_episodes,
                     "agent_preset": base_cfg.agent.preset, "sizes": list(sizes),
                     "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "out_dir": str(out)}

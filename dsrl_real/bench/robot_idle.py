@@ -14,6 +14,7 @@ import numpy as np
 from ..analysis.metrics import read_records
 from ..analysis.robot_idle import robot_summary
 from ..config import Config, load_config
+from ..config.observations import observation_label, observation_overrides
 from ..envs.make import build_env
 from ..envs.robot_env import RobotEnv
 from ..machine import machine_info
@@ -58,7 +59,7 @@ def _run_mode(cfg: Config) -> dict:
 
 
 def bench_robot_idle(episodes: int = 5, overrides: Sequence[str] = (), modes: Sequence[str] = MODES,
-                     out_dir: str = "runs/bench-robot-idle") -> dict:
+                     out_dir: str = "runs/bench-robot-idle", obs: str = "pixels") -> dict:
     """The `widowx_real` agent with the simulated WidowX in real time, for `episodes` episodes after the warm start
     and one more (the env-step budget: that many full-length episodes), once per learner mode. Per mode, over those episodes:
     `robot_idle_fraction` (the robot's waits for the learner over the loop's wall time), `grad_steps_per_env_step`
@@ -67,11 +68,13 @@ def bench_robot_idle(episodes: int = 5, overrides: Sequence[str] = (), modes: Se
     remaining work at the end. `overrides` (dotted, as for `dsrl-real train`) come after the bench's own."""
     out = Path(out_dir) / time.strftime("%Y%m%d-%H%M%S")
     date = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    base = load_config(overrides=[*BENCH_OVERRIDES, f"learner.max_policy_lag={RAY_MAX_POLICY_LAG}", *overrides])
+    base = load_config(overrides=[*observation_overrides(obs), *BENCH_OVERRIDES, f"learner.max_policy_lag={RAY_MAX_POLICY_LAG}",
+                                  *overrides])
     # One episode more than summarised: the run's last is absorbed at its end (analysis/robot_idle.robot_summary).
     budget = (base.train.warm_start_episodes + episodes + 1) * base.task.max_steps
     a, p = base.agent, base.policy
-    result: dict = {"agent": {"preset": a.preset, "hidden_dim": a.hidden_dim, "utd": a.utd, "batch_size": a.batch_size},
+    result: dict = {"observations": observation_label(base),
+                    "agent": {"preset": a.preset, "hidden_dim": a.hidden_dim, "utd": a.utd, "batch_size": a.batch_size},
                     "control_hz": base.robot.control_hz, "real_time": base.env.real_time, "max_steps": base.task.max_steps,
                     "warm_start_episodes": base.train.warm_start_episodes, "episodes_after_warm_start": episodes,
                     "env_steps_budget": budget,

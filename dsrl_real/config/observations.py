@@ -4,9 +4,9 @@ and every result printed with it says so."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from .schema import Config
+from .schema import Config, PolicyConfig
 
 ObservationMode = Literal["pixels", "state"]
 
@@ -25,12 +25,18 @@ def observation_overrides(mode: str) -> list[str]:
     return list(OBSERVATIONS[mode])
 
 
-def observation_label(cfg: Config) -> str:
-    """What the base policy reads, in words, e.g. 'pixels (third_person 64x64, wrist 64x64) + proprio'
-    or 'state: proprio + object_state (privileged, simulation only)'."""
+def observation_label(cfg: Config, policy: Any = None) -> str:
+    """What a run observes (the policy's keys, and object_state whenever the env adds it), in words, e.g.
+    'pixels (third_person 64x64, wrist 64x64) + proprio' or 'state: proprio + object_state (privileged, simulation only)'.
+    `policy`: the base policy that acts, whose own keys (a checkpoint's) count where it has a PolicyConfig."""
+    p = policy.cfg if isinstance(getattr(policy, "cfg", None), PolicyConfig) else cfg.policy
     sizes = {f"{c.name}_image": f"{c.name} {c.width}x{c.height}" for c in cfg.cameras}
-    images = [sizes.get(k, k) for k in cfg.policy.image_keys]
-    vectors = [f"{k} ({PRIVILEGED})" if k == "object_state" else k for k in cfg.policy.vector_keys]
+    images = [sizes.get(k, k) for k in p.image_keys]
+    # The agent reads every vector the env gives, so env.object_state is named even where the policy does not read it.
+    keys = [*p.vector_keys]
+    if cfg.env.object_state and "object_state" not in keys:
+        keys.append("object_state")
+    vectors = [f"{k} ({PRIVILEGED})" if k == "object_state" else k for k in keys]
     if images:
         return f"pixels ({', '.join(images)}) + {' + '.join(vectors)}"
     return f"state: {' + '.join(vectors)}"

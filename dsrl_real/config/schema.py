@@ -113,7 +113,9 @@ class TaskConfig:
 @dataclass
 class EnvConfig:
     real_time: bool = False  # keep the control rate with the rate keeper (always on hardware)
-    object_state: bool = True  # simulation only: add privileged object state to observations
+    # the simulator's exact object positions as an observation: privileged, simulation only (no robot has them);
+    # `--obs state` (config/observations.py) turns it on with the policy keys that read it
+    object_state: bool = False
     max_frame_age_s: float = checked(0.5, "[0, 60]")  # hardware: a camera frame older than this stops the episode (0: no check)
 
 
@@ -133,8 +135,9 @@ class PolicyConfig:
     checkpoint: str = checked("")  # a pretrained policy file; empty: none
     external: str = checked("")  # "package.module:factory" returning any BasePolicy (see README); used instead of checkpoint
     chunk_size: int = checked(4, "[1, 256]")
-    vector_keys: list[str] = checked(["proprio", "object_state"], nonempty=True)
-    image_keys: list[str] = checked([], nonempty=True)  # e.g. [third_person_image]; a goal image is one more key
+    vector_keys: list[str] = checked(["proprio"], nonempty=True)  # object_state too only with env.object_state (simulation)
+    # `<camera name>_image` of configured cameras; the default cameras' (empty: a state-only policy)
+    image_keys: list[str] = checked(["third_person_image", "wrist_image"], nonempty=True)
     hidden_dim: int = checked(256, WIDTH)
     num_layers: int = checked(3, LAYERS)
     embed_dim: int = checked(128, WIDTH)
@@ -371,6 +374,28 @@ def _leaf_problems(section: Any, prefix: str = "") -> Iterator[str]:
                 yield problem
 
 
+def _observation_problems(cfg: Config) -> Iterator[str]:
+    """What the policy reads must be there: object_state only in simulation and when the env adds it,
+    each image key a configured camera's."""
+    kind = cfg.robot.kind
+    if cfg.env.object_state and kind != "sim":
+        yield (f"env.object_state=true adds the simulator's exact object positions (privileged, simulation only), which "
+               f"robot.kind = {kind!r} does not have; set env.object_state=false.")
+    if "object_state" in cfg.policy.vector_keys:
+        if kind != "sim":
+            yield (f"policy.vector_keys names object_state, the simulator's exact object positions (privileged, simulation "
+                   f"only), which robot.kind = {kind!r} does not have; remove it, e.g. policy.vector_keys=[proprio].")
+        elif not cfg.env.object_state:
+            yield ("policy.vector_keys names object_state (privileged, simulation only), which needs env.object_state=true; "
+                   "set it (--obs state does both) or remove it, e.g. policy.vector_keys=[proprio].")
+    cameras = [f"{c.name}_image" for c in cfg.cameras]
+    for key in cfg.policy.image_keys:
+        if key not in cameras:
+            yield (f"policy.image_keys names {key!r}, but no configured camera gives it (the cameras give: "
+                   f"{', '.join(cameras) or 'none'}); add a camera named {key.removesuffix('_image')!r} to cameras, or leave "
+                   "the key out, e.g. policy.image_keys=[] for a policy without images.")
+
+
 def _relation_problems(cfg: Config) -> Iterator[str]:
     """The relations between fields that no single field's range can say."""
     s, robot = cfg.safety, cfg.robot
@@ -396,6 +421,7 @@ def _relation_problems(cfg: Config) -> Iterator[str]:
         yield (f"actors.num = {cfg.actors.num} runs simulated actors beside a simulated robot, but robot.kind = {cfg.robot.kind!r}; "
                "set actors.num=1 with a real robot.")
     p, a = cfg.policy, cfg.agent
+    yield from _observation_problems(cfg)
     if p.inference_steps > p.train_diffusion_steps:
         yield (f"policy.inference_steps = {p.inference_steps} is out of range; it must be in "
                f"[1, policy.train_diffusion_steps = {p.train_diffusion_steps}].")

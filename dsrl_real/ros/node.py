@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import CameraConfig, Config, ConfigError, load_config
+from ..config.observations import observation_label
 from ..envs.make import build_env
 from ..envs.safety import EmergencyStop
 from ..errors import UserError
@@ -255,7 +256,7 @@ class NodeRun:
             return 2
         mode = self.params.mode
         self.log.info(f"Starting {mode} on task '{cfg.task.name}' with robot.kind={cfg.robot.kind} and "
-                      f"reward.backend={cfg.reward.backend}; output in {cfg.train.out_dir}.")
+                      f"reward.backend={cfg.reward.backend}, observing {observation_label(cfg)}; output in {cfg.train.out_dir}.")
         try:
             env = self.env_factory(cfg)  # connects to the robot and the cameras (bounded waits)
         except KeyboardInterrupt:

@@ -50,6 +50,7 @@ from ..agents.dsrl import DSRLAgent
 from ..analysis.metrics import MetricsLogger, plot_learning_curve
 from ..analysis.robot_idle import progress_line, robot_fields
 from ..config import Config, ConfigError
+from ..config.observations import observation_label
 from ..data.replay import ReplayBuffer
 from ..envs.make import build_env
 from ..envs.robot_env import RobotEnv
@@ -151,6 +152,7 @@ class DSRLTrainer:
         self.env_steps = 0
         self.next_eval = cfg.train.eval_every_steps
         self.label = "sac_action_space" if cfg.train.action_space_baseline else agent_cfg.algorithm
+        self.observations = observation_label(cfg, self.policy)  # what the run observes, in words, on its results
         self.logger: MetricsLogger | None = None
         self._run_lock: RunLock | None = None  # the run folder, while this trainer writes into it
         # metrics.jsonl records that wait for the checkpoint holding their episode (see _settle), and
@@ -240,7 +242,8 @@ class DSRLTrainer:
         """Open the run folder's recorder (train.record) unless it is open; True if this call opened it."""
         if self._recording is not None or not self.cfg.train.record:
             return False
-        meta = run_meta(self.cfg, self.reward_label, self.label, self.shadows.names, self.policy.chunk_size)
+        meta = {**run_meta(self.cfg, self.reward_label, self.label, self.shadows.names, self.policy.chunk_size),
+                "observations": self.observations}
         self._recording = RunRecording(self.out_dir, [cam.name for cam in self.env.cameras], self.env.control_hz, meta,
                                        run_lock=self._run_lock)
         self.recorder = self._recording.recorder
@@ -555,9 +558,10 @@ class DSRLTrainer:
                 self.link.sync(self.agent)  # the learner's whole state: the final evaluation and the result are the trained agent's
                 self.logger.log("learner", self.env_steps, **self.link.stats())  # its totals, each actor's among them
             final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
-            self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, **final)
+            self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, observations=self.observations,
+                            **final)
             self._plot()
-            result = {"label": self.label, "env_steps": self.env_steps, "episodes": self.episodes,
+            result = {"label": self.label, "observations": self.observations, "env_steps": self.env_steps, "episodes": self.episodes,
                       "final_success_rate": final["success_rate"], "final_ci95": final["ci95"]}
             if self.base_eval is not None:  # this run's step-0 evaluation of the base policy
                 result.update(base_success_rate=self.base_eval["success_rate"], base_ci95=self.base_eval["ci95"],
@@ -739,7 +743,8 @@ class DSRLTrainer:
         if base:
             result["base_policy"] = True
             self.base_eval = result
-        record = MetricsLogger.record("eval", self.env_steps, label=self.label, env_steps=self.env_steps, **result)
+        record = MetricsLogger.record("eval", self.env_steps, label=self.label, env_steps=self.env_steps,
+                                      observations=self.observations, **result)
         if self.episodes:
             self._log_later(record)  # after the checkpoint that follows it: a resume before it evaluates again
         else:
