@@ -141,7 +141,8 @@ class PolicyConfig:
     hidden_dim: int = checked(256, WIDTH)
     num_layers: int = checked(3, LAYERS)
     embed_dim: int = checked(128, WIDTH)
-    conv_channels: list[int] = checked([16, 32, 32, 32], CHANNELS, min_length=1)
+    conv_channels: list[int] = checked([16, 32, 32], CHANNELS, min_length=1)  # one 3x3 stride-2 conv each
+    conv_stem: int = checked(4, "[1, 16]")  # the first conv's stride (and kernel, when over 3): 4 reads 4x4 patches
     train_diffusion_steps: int = checked(100, "[1, 1e4]")
     inference_steps: int = checked(8, "[1, 1e4]")  # at most train_diffusion_steps
 
@@ -174,6 +175,7 @@ class PretrainConfig:
     eval_every: int = checked(500, "[1, 1e9]")
     checkpoint_every: int = checked(1000, "[1, 1e9]")
     seed: int = checked(0, SEED)
+    image_shift_pixels: int = checked(4, "[0, 64]")  # DrQ's random shift of each training frame (+- this many pixels); 0: none
 
 
 @dataclass

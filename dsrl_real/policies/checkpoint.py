@@ -46,7 +46,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_policy(path: str | Path) -> DiffusionPolicy:
     payload = read_checkpoint(path)
-    cfg = PolicyConfig(**payload["config"])
+    cfg = PolicyConfig(**{"conv_stem": 2, **payload["config"]})  # files from before conv_stem existed have stride-2 stems
     normalization = Normalization.from_dict(payload["normalization"])
     shapes = {k: tuple(int(x) for x in v) for k, v in payload.get("input_shapes", {}).items()}
     return DiffusionPolicy(cfg, int(payload["action_dim"]), normalization, payload["params"], shapes)

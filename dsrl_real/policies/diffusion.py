@@ -97,16 +97,22 @@ class MLP(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """A small strided CNN for uint8 camera frames."""
+    """A small strided CNN for uint8 camera frames: 3x3 stride-2 convs, the first with stride `stem`
+    (and a `stem` x `stem` kernel when larger than 3)."""
 
     channels: Sequence[int]
     out: int
+    # 4: the first conv reads non-overlapping 4x4 patches. On a CPU, where XLA's convolutions (their
+    # backward pass above all) dominate a training step, this early downsampling makes the step ~4x cheaper.
+    stem: int = 2
 
     @nn.compact
     def __call__(self, image):
         x = image.astype(jnp.float32) / 255.0 - 0.5
-        for c in self.channels:
-            x = nn.relu(nn.GroupNorm(num_groups=min(8, c))(nn.Conv(c, (3, 3), strides=2)(x)))
+        for i, c in enumerate(self.channels):
+            stride = self.stem if i == 0 else 2
+            kernel = max(3, stride)
+            x = nn.relu(nn.GroupNorm(num_groups=min(8, c))(nn.Conv(c, (kernel, kernel), strides=stride)(x)))
         return nn.Dense(self.out)(x.reshape(x.shape[0], -1))
 
 
@@ -116,7 +122,7 @@ class DiffusionModel(nn.Module):
 
     def setup(self):
         c = self.cfg
-        self.image_encoders = {k: ConvEncoder(tuple(c.conv_channels), c.embed_dim, name=f"conv_{k}") for k in c.image_keys}
+        self.image_encoders = {k: ConvEncoder(tuple(c.conv_channels), c.embed_dim, c.conv_stem, name=f"conv_{k}") for k in c.image_keys}
         self.obs_mlp = MLP(c.hidden_dim, 1, c.embed_dim)
         self.noise_mlp = MLP(c.hidden_dim, c.num_layers, c.chunk_size * self.action_dim)
 

@@ -15,6 +15,7 @@ from flax import serialization
 
 from ..config import PolicyConfig, PretrainConfig
 from ..data.episodes import Episode
+from .augmentation import augment
 from .checkpoint import CheckpointError, read_checkpoint, save_policy
 from .diffusion import DiffusionModel, DiffusionPolicy, Normalization, cosine_alpha_bars, diffusion_loss, init_params
 
@@ -85,6 +86,9 @@ class Pretrainer:
             "step": 0, "rng": jax.random.PRNGKey(train_cfg.seed + 1),
         }
         self.history: list[dict[str, float]] = []
+        # The training set lives on the device once (frames as uint8); each step gathers its batch there
+        # from the indices alone. Copying a batch of two 128x128 cameras in took 35 ms a step on a 2-core CPU.
+        self._device_train = jax.device_put((self.train.obs, self.train.chunks))
         self._step = jax.jit(self._train_step)
         self._loss = jax.jit(lambda p, o, a, r: diffusion_loss(self.model, p, o, a, self.alpha_bars, r))
 
@@ -93,8 +97,10 @@ class Pretrainer:
         obs = {k: ((v - n.vector_mean[k]) / n.vector_std[k]).astype(np.float32) if k in n.vector_mean else v for k, v in data.obs.items()}
         return ChunkDataset(obs, np.asarray(n.normalize_actions(data.chunks), np.float32))
 
-    def _train_step(self, state, obs, actions):
+    def _train_step(self, state, data, index):
         rng, sub = jax.random.split(state["rng"])
+        obs, actions = {k: v[index] for k, v in data[0].items()}, data[1][index]
+        obs.update(augment(obs, jax.random.fold_in(sub, 1), self.cfg.image_shift_pixels, self.policy_cfg.image_keys))
         loss, grads = jax.value_and_grad(lambda p: diffusion_loss(self.model, p, obs, actions, self.alpha_bars, sub))(state["params"])
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -146,8 +152,7 @@ class Pretrainer:
         loss = float("nan")
         while int(self.state["step"]) < cfg.steps:
             step = int(self.state["step"])
-            obs, actions = self.train.take(self.batch_indices(step))
-            self.state, loss = self._step(self.state, obs, actions)
+            self.state, loss = self._step(self.state, self._device_train, self.batch_indices(step))
             step += 1
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 record = {"step": step, "train_loss": float(loss), "val_loss": self.validation_loss()}
