@@ -7,8 +7,9 @@ import time
 import jax
 import numpy as np
 
-from ..config import PolicyConfig
-from ..envs.make import make_sim_env
+from ..config import load_config
+from ..config.observations import observation_label, observation_overrides
+from ..envs.make import build_env
 from ..policies.diffusion import DiffusionPolicy, Normalization, init_params
 
 
@@ -24,19 +25,21 @@ def _latency_ms(policy, obs: dict, trials: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def bench_policy_latency(trials: int = 300) -> dict:
-    """Batch-1 action-chunk latency of the base policy (DSRL actor excluded), 8 DDIM steps."""
-    env = make_sim_env(cameras=("third_person", "wrist"), image_size=128, seed=0)
-    obs, _ = env.reset(seed=0)
-    batch = {k: v[None] for k, v in obs.items()}
-    low, high = env.action_space.low, env.action_space.high
-    result: dict[str, float] = {}
-    for name, image_keys in (("state", []), ("cameras", ["third_person_image", "wrist_image"])):
-        cfg = PolicyConfig(image_keys=image_keys, inference_steps=8)
-        norm = Normalization.fit({k: batch[k] for k in cfg.vector_keys}, np.stack([low, high]), low, high)
-        shell = DiffusionPolicy(cfg, 7, norm, None)
-        policy = DiffusionPolicy(cfg, 7, norm, init_params(cfg, 7, shell.prepare(batch), jax.random.PRNGKey(0)))
-        p50, p99 = _latency_ms(policy, batch, trials)
-        result[f"p50_ms_{name}"], result[f"p99_ms_{name}"] = round(p50, 3), round(p99, 3)
-    result.update(inference_steps=8, image_size=128, cameras=2, trials=trials)
-    return result
+def bench_policy_latency(trials: int = 300, obs: str = "pixels") -> dict:
+    """Batch-1 action-chunk latency of the default base policy (DSRL actor excluded) on the observation mode's
+    inputs, 8 DDIM steps."""
+    cfg = load_config(overrides=[*observation_overrides(obs), "policy.inference_steps=8"])
+    env = build_env(cfg)
+    try:
+        frame, _ = env.reset(seed=0)
+        low, high = env.action_space.low, env.action_space.high
+    finally:
+        env.close()
+    batch = {k: v[None] for k, v in frame.items()}
+    p = cfg.policy
+    norm = Normalization.fit({k: batch[k] for k in p.vector_keys}, np.stack([low, high]), low, high)
+    shell = DiffusionPolicy(p, len(low), norm, None)
+    policy = DiffusionPolicy(p, len(low), norm, init_params(p, len(low), shell.prepare(batch), jax.random.PRNGKey(0)))
+    p50, p99 = _latency_ms(policy, batch, trials)
+    return {"observations": observation_label(cfg), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+            "inference_steps": p.inference_steps, "cameras": len(p.image_keys), "trials": trials}

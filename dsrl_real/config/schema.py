@@ -82,8 +82,9 @@ class CameraConfig:
     name: str = checked(MISSING, nonempty=True)  # unique among the cameras
     kind: CameraKind = "sim"
     view: SimView = "third_person"  # sim only
-    width: int = checked(128, IMAGE_SIDE)
-    height: int = checked(128, IMAGE_SIDE)
+    # 64: what the base policy learns from in minutes on a CPU (docs/training.md); the configs under configs/ set 128
+    width: int = checked(64, IMAGE_SIDE)
+    height: int = checked(64, IMAGE_SIDE)
     serial: str = checked("")  # realsense only: the device's serial number; empty: the first camera found
     topic: str = checked("")  # ros_topic only: a sensor_msgs/Image topic, e.g. /camera/camera/color/image_raw
     fps: RealsenseFps = 30  # realsense only
