@@ -6,11 +6,19 @@ from dsrl_real.config import PolicyConfig, PretrainConfig
 from dsrl_real.data.episodes import Episode, save_episode
 from dsrl_real.envs.make import make_sim_env
 from dsrl_real.policies.base import BasePolicy
-from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_policy, save_policy
-from dsrl_real.policies.diffusion import DiffusionPolicy, Normalization, cosine_alpha_bars, ddim_timesteps, init_params
+from dsrl_real.policies.checkpoint import CheckpointError, check_fits, load_policy, read_checkpoint, save_policy
+from dsrl_real.policies.diffusion import (
+    ConvEncoder,
+    DiffusionPolicy,
+    Normalization,
+    cosine_alpha_bars,
+    ddim_timesteps,
+    init_params,
+)
 from dsrl_real.policies.pretrain import POLICY_FILE, Pretrainer, chunk_dataset
 from dsrl_real.recording import load_episodes
 from dsrl_real.rollout import Transitions, run_episode, scripted_expert
+from dsrl_real.storage import write_checked_msgpack
 
 LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [0.0], np.float32)
 HIGH = -LOW + np.array([0] * 6 + [1.0], np.float32)
@@ -178,3 +186,24 @@ def test_pretraining_from_camera_frames(tmp_path):
     obs, _ = env.reset(seed=5)
     chunk = policy.sample({k: v[None] for k, v in obs.items()}, np.zeros((1, 4, 7), np.float32))
     assert chunk.shape == (1, 4, 7) and np.all(chunk >= LOW) and np.all(chunk <= HIGH)
+
+
+@pytest.mark.parametrize(("stem", "side", "first_kernel", "grid"), [(2, 64, (3, 3, 3, 4), 16), (4, 64, (4, 4, 3, 4), 8), (4, 128, (4, 4, 3, 4), 16)])
+def test_the_encoders_first_conv_reads_stem_by_stem_patches(stem, side, first_kernel, grid):
+    """conv_stem=4 (the default) downsamples 4x at the first conv; 2 is the 3x3 stride-2 stem of files saved before it."""
+    encoder = ConvEncoder((4, 4), 16, stem)
+    params = encoder.init(jax.random.PRNGKey(0), np.zeros((1, side, side, 3), np.uint8))["params"]
+    assert params["Conv_0"]["kernel"].shape == first_kernel
+    assert params["Dense_0"]["kernel"].shape == (grid * grid * 4, 16)  # the last conv's grid, flattened
+
+
+def test_a_policy_file_from_before_conv_stem_loads_with_the_stride_2_stem(tmp_path):
+    policy, obs = random_policy(image_keys=["wrist_image"], conv_stem=2)
+    path = save_policy(tmp_path / "old.msgpack", policy)
+    payload = read_checkpoint(path)
+    del payload["config"]["conv_stem"]
+    write_checked_msgpack(path, payload)
+    loaded = load_policy(path)
+    assert loaded.cfg.conv_stem == 2
+    noise = np.zeros((3, *policy.noise_shape), np.float32)
+    np.testing.assert_array_equal(loaded.sample(obs, noise), policy.sample(obs, noise))
