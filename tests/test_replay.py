@@ -170,8 +170,8 @@ def test_save_load_round_trip_reproduces_the_next_batch(tmp_path):
     buf = ReplayBuffer(capacity=12)
     for i, T in enumerate([4, 3, 5]):  # wraps once
         buf.add_episode(**make_episode(i, T, with_noise=i != 1), terminated=i == 0, truncated=i != 0)
-    path = buf.save(tmp_path / "replay.npz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.npz"]  # no temp file left behind
+    path = buf.save(tmp_path / "replay")
+    assert [p.name for p in tmp_path.iterdir()] == ["replay"]
     rng = np.random.default_rng(7)
     restored = ReplayBuffer.from_file(path)
     rng_state = rng.bit_generator.state
@@ -192,8 +192,8 @@ def test_save_load_round_trip_reproduces_the_next_batch(tmp_path):
     # A partly filled buffer round-trips too (only the filled slots are written).
     small = ReplayBuffer(capacity=1000)
     small.add_episode(**make_episode(0, 2), terminated=True, truncated=False)
-    small.save(tmp_path / "small.npz")
-    again = ReplayBuffer.from_file(tmp_path / "small.npz")
+    small.save(tmp_path / "small")
+    again = ReplayBuffer.from_file(tmp_path / "small")
     assert again.capacity == 1000 and again.storage_bytes() == small.storage_bytes()
 
 

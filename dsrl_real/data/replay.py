@@ -12,8 +12,10 @@ never converted), the agent features (float32) and, if the slot starts a transit
 terminated and truncated flags, plus the episode id of every slot. An episode occupies T + 1
 consecutive slots (mod capacity), so the next observation of the transition at slot i is slot
 i + 1: frames are stored once and no next-observation copies exist. The final slot of an episode
-starts no transition, so sampling never pairs an observation with another episode's. Arrays are
-preallocated on the first insert from the shapes seen. When the ring is full, new episodes
+starts no transition, so sampling never pairs an observation with another episode's. Storage for
+`capacity` slots is reserved on the first insert from the shapes seen, as zero-filled arrays whose
+memory the operating system commits only as slots are written, so memory grows as the buffer fills.
+When the ring is full, new episodes
 overwrite the oldest slots; the surviving tail of a partly overwritten episode stays usable
 (its transitions still end on its own observations).
 
@@ -22,7 +24,7 @@ end (no bootstrap), truncated a time limit (bootstrap from the final observation
 
 API::
 
-    buf = ReplayBuffer(capacity: int)                  # capacity in time indices (sum of T + 1)
+    buf = ReplayBuffer(capacity: int, segment_slots=SEGMENT_SLOTS)  # capacity in time indices (sum of T + 1)
     buf.add_episode(observations: dict[str, (T+1, ...)], features: (T+1, F), noise: (T, H, A) | None,
                     chunks: (T, H, A), rewards: (T,), terminated: bool, truncated: bool) -> episode id
     buf.sample(batch_size, rng: np.random.Generator, num_batches: int | None = None,
@@ -31,7 +33,7 @@ API::
         reward, bootstrap_steps, terminated, truncated, episode_id, index; leading axes (B,) or
         (num_batches, B).
     len(buf) (transitions available), buf.num_time_indices, buf.num_episodes_started,
-    buf.storage_bytes() -> dict, buf.save(path), buf.load(path), ReplayBuffer.from_file(path)
+    buf.storage_bytes() -> dict, buf.save(folder, reuse=None), buf.load(path), ReplayBuffer.from_file(path)
 
 n-step returns (`n_step` > 1): `reward` is sum_j gamma^j r_{t+j} over the next up-to-n transitions of
 the same episode, `next_obs` / `next_features` the observation after the last of them,
@@ -40,25 +42,23 @@ and `terminated` / `truncated` those of the last one; near an episode's end fewe
 n_step = 1 this is the plain transition (`bootstrap_steps` 1).
 
 Sampling is uniform with replacement over available transitions and a deterministic function of
-the rng and the buffer contents; `save`/`load` round-trips exactly (npz written to a temp file,
-fsync'd and os.replace'd into place), so a resumed run draws the same next batch.
+the rng and the buffer contents; `save`/`load` round-trips exactly, so a resumed run draws the same
+next batch. On disk the buffer is a folder of segments, `segment_slots` time indices each
+(data/replay_segments.py): a checkpoint rewrites only the segments written since the previous one and
+hard-links the rest. `load` also reads the single replay.npz of earlier checkpoints (data/replay_npz.py).
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
-import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
-from ..storage import atomic_file
 
-FORMAT = "dsrl_real.data.replay.v1"
+SEGMENT_SLOTS = 512  # time indices per segment file: 12.6 MB with two 64x64 RGB cameras
 
 
 class ReplayFileError(UserError, ValueError):
@@ -66,14 +66,19 @@ class ReplayFileError(UserError, ValueError):
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, segment_slots: int = SEGMENT_SLOTS):
         if capacity < 2:
             raise ValueError("The replay buffer needs a capacity of at least 2 time indices.")
+        if segment_slots < 1:
+            raise ValueError(f"segment_slots must be at least 1, got {segment_slots}.")
         self.capacity = int(capacity)
+        self.segment_slots = int(segment_slots)
         self._allocated = False
         self._ptr = 0  # next slot to write
         self._size = 0  # filled slots
         self._next_episode_id = 0
+        self._written = 0  # slots ever written
+        self._seg_gen = np.zeros(-(-self.capacity // self.segment_slots), np.int64)  # see segments()
         self._valid_idx = np.zeros(0, np.int64)
 
     # -- allocation ---------------------------------------------------------------------------------
@@ -81,7 +86,7 @@ class ReplayBuffer:
         n = self.capacity
         self._obs = {k: np.zeros((n, *shape), dtype) for k, (shape, dtype) in obs_specs.items()}
         self._features = np.zeros((n, feature_dim), np.float32)
-        self._noise = np.full((n, *noise_shape), np.nan, np.float32)
+        self._noise = np.zeros((n, *noise_shape), np.float32)  # NaN where written without noise (add_episode)
         self._chunks = np.zeros((n, *chunk_shape), np.float32)
         self._reward = np.zeros(n, np.float32)
         self._terminated = np.zeros(n, bool)
@@ -168,6 +173,8 @@ class ReplayBuffer:
         self._episode[slots] = episode_id
         self._next_episode_id += 1
         self._ptr = int((self._ptr + T + 1) % self.capacity)
+        self._written += T + 1
+        self._seg_gen[np.unique(slots // self.segment_slots)] = self._written
         self._size = min(self.capacity, self._size + T + 1)
         self._refresh()
         return episode_id
@@ -256,71 +263,74 @@ class ReplayBuffer:
         return reward, last, steps
 
     # -- persistence ---------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the buffer to an .npz file atomically (temp file in the same folder, then os.replace)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = sorted(self._obs) if self._allocated else []
-        meta = {
-            "format": FORMAT,
-            "capacity": self.capacity,
-            "ptr": self._ptr,
-            "size": self._size,
-            "next_episode_id": self._next_episode_id,
-            "allocated": self._allocated,
-            "obs_keys": keys,
-        }
-        arrays: dict[str, np.ndarray] = {"meta": np.asarray(json.dumps(meta))}
-        if self._allocated:
-            n = self._size  # slots [0, size) are the filled ones (writing starts at 0)
-            arrays.update({f"obs_{i}": self._obs[k][:n] for i, k in enumerate(keys)})
-            arrays.update({k: v[:n] for k, v in self._arrays().items()})
-            # Shapes and dtypes of the full arrays, so an empty prefix still allocates correctly.
-            arrays.update({f"shape_obs_{i}": np.asarray(self._obs[k].shape[1:], np.int64) for i, k in enumerate(keys)})
-            arrays.update({f"shape_{k}": np.asarray(v.shape[1:], np.int64) for k, v in self._arrays().items()})
-        with atomic_file(path) as f:
-            np.savez(f, **arrays)
-        return path
+    def layout(self) -> dict[str, Any]:
+        """The buffer's bookkeeping as plain values (its files' formats store it): capacity, ring pointer,
+        filled slots, episode ids, slots ever written, segment size and each column's per-slot shape and dtype."""
+        columns = {k: {"shape": list(v.shape[1:]), "dtype": v.dtype.str} for k, v in self.columns().items()}
+        return {"capacity": self.capacity, "ptr": self._ptr, "size": self._size, "next_episode_id": self._next_episode_id,
+                "written": self._written, "segment_slots": self.segment_slots, "columns": columns}
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every stored array by name, observations as 'obs/<key>' (the live storage; empty before the first episode)."""
+        if not self._allocated:
+            return {}
+        return {**{f"obs/{k}": v for k, v in sorted(self._obs.items())}, **self._arrays()}
+
+    def segments(self) -> list[tuple[int, int, int]]:
+        """The filled segments: (first slot, filled slots, generation). A segment is `segment_slots` consecutive
+        slots; its generation is the count of slots ever written when a write last touched it, so two
+        segments of one run with the same index and generation hold the same contents."""
+        S = self.segment_slots
+        return [(k * S, min(S, self._size - k * S), int(self._seg_gen[k])) for k in range(-(-self._size // S))]
+
+    def adopt(self, layout: dict[str, Any], fill: Callable[[dict[str, np.ndarray]], None],
+              generations: list[int] | None = None) -> None:
+        """Take `layout` (as `layout()` gives it), storage allocated for its columns, which `fill(columns)`
+        fills (the filled slots, by column name). `generations`: the segments' (default: all `written`).
+        A column the layout names wrongly raises ValueError."""
+        self.capacity, self.segment_slots = int(layout["capacity"]), int(layout["segment_slots"])
+        self._ptr, self._size = int(layout["ptr"]), int(layout["size"])
+        self._next_episode_id, self._written = int(layout["next_episode_id"]), int(layout["written"])
+        self._seg_gen = np.zeros(-(-self.capacity // self.segment_slots), np.int64)
+        self._allocated = False
+        specs = {name: (tuple(int(n) for n in c["shape"]), np.dtype(c["dtype"])) for name, c in layout["columns"].items()}
+        self._valid_idx = np.zeros(0, np.int64)
+        if not specs:
+            return
+        self._allocate({k[len("obs/"):]: spec for k, spec in specs.items() if k.startswith("obs/")}, specs["features"][0][0],
+                       specs["chunks"][0], specs["noise"][0])
+        filled = -(-self._size // self.segment_slots)
+        self._seg_gen[:filled] = generations if generations is not None else self._written
+        columns = self.columns()
+        for name, (shape, dtype) in specs.items():
+            if name not in columns or columns[name].dtype != dtype or columns[name].shape[1:] != shape:
+                raise ValueError(f"the column '{name}' ({shape}, {dtype}) is not one a replay buffer stores")
+        fill(columns)
+        self._refresh()
+
+    def save(self, folder: str | Path, reuse: Callable[[str], bool] | None = None) -> Path:
+        """Write the buffer into `folder` as segments (data/replay_segments.py); `reuse(name)` may provide an
+        unchanged segment file (a hard link from an earlier checkpoint) instead of writing it."""
+        from . import replay_segments
+
+        return replay_segments.write(self, folder, reuse)
 
     def load(self, path: str | Path) -> None:
-        """Replace this buffer's contents with the file's (its capacity included); a file that cannot
-        be read (truncated, corrupt, not a buffer) raises `ReplayFileError` and changes nothing."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"No replay buffer file at '{path}'; check the path or start with an empty buffer.")
-        fresh = type(self)(2)
-        try:
-            fresh._read(path)
-        except ReplayFileError:
-            raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, TypeError, ValueError, OSError) as err:
-            raise ReplayFileError(f"The replay buffer file '{path}' is truncated or corrupt ({type(err).__name__}); "
-                                  "restore it from a copy.") from err
-        self.__dict__.update(fresh.__dict__)
+        """Replace this buffer's contents with those saved at `path` (its capacity included): a folder of
+        segments, or a single .npz file of the earlier format (data/replay_npz.py). Files that cannot be read
+        (missing, truncated, corrupt, not a buffer) raise `ReplayFileError`, one sentence naming the file, and
+        change nothing."""
+        from . import replay_npz, replay_segments
 
-    def _read(self, path: Path) -> None:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-                raise ReplayFileError(f"'{path}' is not a dsrl_real replay buffer (format {found!r}).")
-            self.capacity = int(meta["capacity"])
-            self._ptr, self._size = int(meta["ptr"]), int(meta["size"])
-            self._next_episode_id = int(meta["next_episode_id"])
-            self._allocated = False
-            if meta["allocated"]:
-                keys = meta["obs_keys"]
-                specs = {k: (tuple(data[f"shape_obs_{i}"]), data[f"obs_{i}"].dtype) for i, k in enumerate(keys)}
-                self._allocate(specs, int(data["shape_features"][0]), tuple(data["shape_chunks"]), tuple(data["shape_noise"]))
-                n = self._size
-                for i, k in enumerate(keys):
-                    self._obs[k][:n] = data[f"obs_{i}"]
-                for k, v in self._arrays().items():
-                    v[:n] = data[k]
-        if self._allocated:
-            self._refresh()
+        path = Path(path)
+        fresh = type(self)(2)
+        if path.is_dir():
+            replay_segments.read(fresh, path)
+        elif path.is_file():
+            replay_npz.read(fresh, path)
         else:
-            self._valid_idx = np.zeros(0, np.int64)
+            raise FileNotFoundError(f"No replay buffer at '{path}'; check the path or start with an empty buffer.")
+        self.__dict__.update(fresh.__dict__)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ReplayBuffer":
