@@ -28,7 +28,8 @@ from dsrl_real.storage import atomic_file
 from dsrl_real.train import checkpoints
 
 NO_RECORDING = "train.record=false"
-CHECKPOINT_FILES = ["agent.msgpack", "counters.json", "manifest.json", "replay.npz"]
+CHECKPOINT_FILES = ["agent.msgpack", "counters.json", "manifest.json", "replay/index.json", "replay/segment_000000_g000000000004.npz"]
+SEGMENT = "replay/segment_000000_g000000000012.npz"  # the replay buffer's one segment after 3 episodes of 4 time indices
 
 
 def episodes_logged(out: Path) -> list[int]:
@@ -166,7 +167,7 @@ class DiskFull:
             return call
 
         monkeypatch.setattr(os, "fdopen", lambda *a, **k: CountedFile(real_fdopen(*a, **k)))
-        for name in ("fsync", "mkdir", "rename", "replace"):
+        for name in ("fsync", "mkdir", "rename", "replace", "link"):
             monkeypatch.setattr(os, name, counted(name, getattr(os, name)))
 
     def call(self, what: str) -> None:
@@ -189,7 +190,8 @@ def test_a_full_disk_at_any_write_of_a_checkpoint_changes_no_earlier_file(three_
         counter = DiskFull(m, None, err)
         trainer.save_checkpoint()
     calls = counter.calls
-    for name in ("agent.msgpack", "replay.npz", "counters.json", "manifest.json", "LATEST"):
+    assert f"link {Path(SEGMENT).name}" in calls  # unchanged since episode 3: linked, not written
+    for name in ("agent.msgpack", "index.json", "counters.json", "manifest.json", "LATEST"):
         for op in ("write", "flush", "close"):
             assert f"{op} {name}~.tmp" in calls, (op, name)
         assert f"replace {name}" in calls, name
@@ -285,7 +287,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("block_at, resumes_at", [(1, 2), (7, 2), (10, 3)])  # mid agent.msgpack, mid manifest, mid LATEST
+@pytest.mark.parametrize("block_at, resumes_at", [(1, 2), (9, 2), (12, 3)])  # mid agent.msgpack, mid manifest, mid LATEST
 def test_sigkill_during_a_checkpoint_write_resumes_from_a_good_checkpoint(tmp_path, fast_trainer, hashes, block_at, resumes_at):
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(Path(__file__).parent)), str(out), str(block_at)],
@@ -310,7 +312,7 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_a_good_checkpoint(tmp_pa
 # ---- bit flips and truncated files -------------------------------------------------------------------
 @pytest.mark.parametrize("name, problem", [
     ("agent.msgpack", "episode_000003/agent.msgpack does not match its checksum (a corrupt file)"),
-    ("replay.npz", "episode_000003/replay.npz does not match its checksum (a corrupt file)"),
+    (SEGMENT, f"episode_000003/{SEGMENT} does not match its checksum (a corrupt file)"),
     ("counters.json", "episode_000003/counters.json does not match its checksum (a corrupt file)"),
     ("manifest.json", "episode_000003/manifest.json is unreadable"),
 ])
@@ -329,19 +331,19 @@ def test_a_flipped_bit_in_a_checkpoint_is_refused_and_the_previous_checkpoint_re
 
 def test_a_truncated_replay_file_falls_back_with_one_sentence_also_in_a_checkpoint_without_manifest(run_copy, fast_trainer,
                                                                                                       hashes, caplog):
-    replay = run_copy / "checkpoints" / "episode_000003" / "replay.npz"
+    replay = run_copy / "checkpoints" / "episode_000003" / SEGMENT
     size = replay.stat().st_size
     os.truncate(replay, size // 2)
     trainer = fast_trainer(run_copy, NO_RECORDING)
     with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 2
-    assert f"(episode_000003/replay.npz is truncated ({size // 2} of {size} bytes))" in caplog.text
+    assert f"(episode_000003/{SEGMENT} is truncated ({size // 2} of {size} bytes))" in caplog.text
     for folder in checkpoints.listed(run_copy):  # as written before checkpoints had manifests
         (folder / "manifest.json").unlink()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dsrl_real.train.trainer"):
         assert trainer.restore() and trainer.episodes == 2
-    assert (f"(episode_000003/replay.npz cannot be loaded (ReplayFileError: The replay buffer file '{replay}' is truncated "
+    assert (f"(episode_000003/replay cannot be loaded (ReplayFileError: The replay buffer segment '{replay}' is truncated "
             "or corrupt (BadZipFile)))") in caplog.text
 
 

@@ -79,7 +79,7 @@ def assert_learner_holds_the_recording_once(trainer, episodes: int) -> None:
     books = json.loads((newest / "learner.json").read_text())
     assert books["episodes"] == episodes and books["acked"] == {"robot": [[n, n] for n in range(1, episodes + 1)]}
     saved = ReplayBuffer(trainer.cfg.train.buffer_capacity)
-    saved.load(newest / "replay.npz")
+    saved.load(newest / "replay")
     recorded = ReplayBuffer(trainer.cfg.train.buffer_capacity)
     for number, arrays in trainer.recorded_episodes(list(range(1, episodes + 1))):
         recorded.add_episode(**arrays)

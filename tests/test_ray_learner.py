@@ -122,6 +122,33 @@ def random_episode(trainer, rng, T: int = 3) -> dict:
                 terminated=False, truncated=True)
 
 
+def test_a_checkpoint_sends_only_the_replay_segments_the_robots_previous_checkpoint_lacks(tmp_path, local_ray, monkeypatch):
+    """Segments of one episode each (4 time indices): the learner sends the new one; the robot links the others from
+    its previous checkpoint (the same file), and the run resumes from them."""
+    sent, checkpoint = [], LearnerLink.checkpoint
+
+    def spied(self, act_stream, have, timeout_s):
+        snap = checkpoint(self, act_stream, have, timeout_s)
+        sent.append((list(have), sorted(n for n in snap["files"] if n.startswith("replay/segment_")), snap["linked"]))
+        return snap
+
+    monkeypatch.setattr(LearnerLink, "checkpoint", spied)
+    trainer = make_trainer(tmp_path, "train.env_steps=36", "learner.mode=ray", "learner.max_policy_lag=0",
+                           "train.buffer_segment_slots=4", "train.record=false")
+    trainer.run()
+    seg = ["segment_000000_g000000000004.npz", "segment_000001_g000000000008.npz", "segment_000002_g000000000012.npz"]
+    assert sent == [([], [f"replay/{seg[0]}"], []),
+                    ([seg[0]], [f"replay/{seg[1]}"], [f"replay/{seg[0]}"]),
+                    (seg[:2], [f"replay/{seg[2]}"], [f"replay/{seg[0]}", f"replay/{seg[1]}"])]
+    two, three = (tmp_path / "checkpoints" / checkpoints.folder_name(n) / "replay" for n in (2, 3))
+    assert [(three / name).stat().st_ino == (two / name).stat().st_ino for name in seg[:2]] == [True, True]
+    assert sorted(p.name for p in three.iterdir()) == ["index.json", *seg]
+    assert all(checkpoints.problem(folder.parent) is None for folder in (two, three))
+    resumed = make_trainer(tmp_path, "train.env_steps=36", "train.buffer_segment_slots=4", "train.record=false")
+    assert resumed.restore() and resumed.buffer.num_episodes_started == 3 and resumed.buffer.segments() == [
+        (0, 4, 4), (4, 4, 8), (8, 4, 12)]
+
+
 def test_an_episode_sent_twice_is_stored_and_counted_once(tmp_path, local_ray):
     trainer = make_trainer(tmp_path, "learner.mode=ray")
     link = LearnerLink(trainer.cfg.learner, trainer.learner_spec())
@@ -156,11 +183,14 @@ def test_the_learners_checkpoint_travels_as_bytes_and_resumes_a_fresh_learner_an
             learner.add_episode(spec.run_id, "robot", seq, 0, episode)
         learner.state()  # its owed gradient work done: 6 updates when the warm start ends, then 3
         snap = learner.checkpoint(robot.agent.act_stream)
-        assert (sorted(snap["files"]), snap["episodes"], snap["version"]) == (sorted(LEARNER_FILES), 3, 3)
+        segment = "replay/segment_000000_g000000000012.npz"  # 3 episodes of 4 time indices
+        assert (sorted(snap["files"]), snap["linked"], snap["episodes"], snap["version"]) == (
+            sorted([*LEARNER_FILES, "replay/index.json", segment]), [], 3, 3)
         assert all(isinstance(data, bytes) for data in snap["files"].values())
 
         def write_files(folder):  # what the robot side writes in checkpoints.save
             for name, data in snap["files"].items():
+                (folder / name).parent.mkdir(exist_ok=True)
                 (folder / name).write_bytes(data)
             counters = {"episodes": 3, "env_steps": 36, "next_eval": robot.next_eval, "sample_rng": snap["sample_rng"],
                         "warm_rng": robot.warm_rng.bit_generator.state, "records": []}
@@ -171,7 +201,7 @@ def test_the_learners_checkpoint_travels_as_bytes_and_resumes_a_fresh_learner_an
         expected = learner.state()
         expected["state"]["act_rng"] = robot.agent.act_stream
         jax.tree_util.tree_map(np.testing.assert_array_equal, robot.agent.state_dict(), expected)
-        files = {name: (folder / name).read_bytes() for name in LEARNER_FILES}
+        files = {name: (folder / name).read_bytes() for name in [*LEARNER_FILES, "replay/index.json", segment]}
         assert fresh.restore(files, 3, snap["sample_rng"], str(folder)) == {"problem": None, "version": 3, "gradient_steps": 18}
         assert fresh.acknowledged("robot") == [1, 2, 3]
         # All three continue alike: episode 4 owes 3 updates (of agent.utd=2 gradient steps each).
@@ -184,9 +214,9 @@ def test_the_learners_checkpoint_travels_as_bytes_and_resumes_a_fresh_learner_an
             jax.tree_util.tree_map(np.testing.assert_array_equal, without_act_rng(other), after)
         assert fresh.stats()["gradient_steps"] == learner.stats()["gradient_steps"] == int(robot.agent.step) == 24
         # A file that cannot be loaded is named in the robot's folder, never in the learner's temporary copy.
-        truncated = {**files, "replay.npz": files["replay.npz"][:100]}
+        truncated = {**files, segment: files[segment][:100]}
         assert broken.restore(truncated, 3, snap["sample_rng"], str(folder))["problem"] == (
-            f"episode_000003/replay.npz cannot be loaded (ReplayFileError: The replay buffer file '{folder / 'replay.npz'}' is "
+            f"episode_000003/replay cannot be loaded (ReplayFileError: The replay buffer segment '{folder / segment}' is "
             "truncated or corrupt (BadZipFile))")
     finally:
         for side in (learner, fresh, broken):

@@ -362,7 +362,7 @@ def test_emergency_stop_in_training_keeps_every_finished_episode(tmp_path, monke
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3 and err.startswith("dsrl-real: Emergency stop pressed:")
     folder = out / "checkpoints" / (out / "LATEST").read_text()
-    buffer = ReplayBuffer.from_file(folder / "replay.npz")
+    buffer = ReplayBuffer.from_file(folder / "replay")
     assert json.loads((folder / "counters.json").read_text())["episodes"] == buffer.num_episodes_started == 1
     batch = buffer.sample(8, np.random.default_rng(0))
     assert batch["terminated"].any() and batch["reward"].max() == 1.0  # the human's success, ended at step 3

@@ -239,6 +239,9 @@ class TrainConfig:
     final_eval_episodes: int = checked(0, EPISODES)  # trials of the evaluation at the end of the budget; 0: train.eval_episodes
     checkpoint_every_episodes: int = checked(1, EPISODES)  # 0: only at the end
     buffer_capacity: int = checked(200_000, "[2, 1e7]")  # time indices
+    # time indices per replay-buffer segment file; a checkpoint writes the segments changed since the previous one
+    # (a resumed run keeps its checkpoint's)
+    buffer_segment_slots: int = checked(512, "[1, 1e7]")
     video_every_episodes: int = checked(0, EPISODES)  # 0: no videos
     wandb: Literal["offline", "online", "disabled"] = "offline"
     action_space_baseline: bool = False  # plain SAC on the robot's actions instead of DSRL (a baseline)

@@ -66,12 +66,15 @@ def write(buf: ReplayBuffer, folder: str | Path, reuse: Callable[[str], bool] | 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     reuse = reuse or (lambda name: (folder / name).is_file())
-    meta = index(buf)
+    meta, reused = index(buf), False
     for k, entry in enumerate(meta["segments"]):
-        if not reuse(entry["file"]):
+        if reuse(entry["file"]):
+            reused = True
+        else:
             with atomic_file(folder / entry["file"]) as f:
                 _write_segment(buf, k, f)
-    fsync_dir(folder)  # hard links made by `reuse`
+    if reused:
+        fsync_dir(folder)  # hard links `reuse` made
     write_atomic(folder / INDEX, json.dumps(meta).encode())
     named = {entry["file"] for entry in meta["segments"]}
     for p in folder.iterdir():

@@ -13,6 +13,7 @@ Ray is imported only here, and only when learner.mode=ray: the default install h
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 import warnings
@@ -23,8 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..config import LearnerConfig
+from ..data.replay_segments import SEGMENT
 from ..errors import MissingExtraError, UserError
-from ..storage import write_atomic
+from ..storage import fsync_dir, write_atomic
+from . import checkpoints
+from .checkpoints import REPLAY
 from .remote_learner import LEARNER_FILES, STATE_FILE, LearnerSpec, RemoteLearner, cannot_load, fingerprint, mismatch
 
 log = logging.getLogger("dsrl_real.train.learner_link")
@@ -230,11 +234,20 @@ class LearnerLink:
 
     def write_checkpoint(self, folder: Path, act_stream: np.ndarray) -> dict:
         """The learner's part of a checkpoint (with the robot's acting stream `act_stream`), its files' bytes
-        through Ray's object store, written into `folder` (a checkpoint being staged, on this side); the
-        sampling stream's state, for counters.json."""
-        snap = self.checkpoint(act_stream, self.cfg.policy_wait_s)
-        for name in LEARNER_FILES:
-            write_atomic(Path(folder) / name, snap["files"][name])
+        through Ray's object store, written into `folder` (a checkpoint being staged, on this side); the replay
+        segments this side's previous checkpoint holds are not sent but linked from it. The sampling stream's
+        state, for counters.json."""
+        folder, earlier = Path(folder), checkpoints.Earlier(folder)
+        have = sorted(name for name in earlier.names(REPLAY) if SEGMENT.fullmatch(name))
+        snap = self.checkpoint(act_stream, have, self.cfg.policy_wait_s)
+        for name in snap["linked"]:
+            if not earlier.link(name, folder):  # listed a moment ago; only a hand in the run folder removes it
+                raise FileNotFoundError(errno.ENOENT, "a replay segment of the previous checkpoint is gone", str(earlier.folder / name))
+        for name, data in snap["files"].items():
+            (folder / name).parent.mkdir(exist_ok=True)
+            write_atomic(folder / name, data)
+        if (folder / REPLAY).is_dir():
+            fsync_dir(folder / REPLAY)  # the links
         return snap["sample_rng"]
 
     def load_checkpoint(self, folder: Path, episodes: int, sample_rng: dict) -> str | None:
@@ -263,21 +276,25 @@ class LearnerLink:
     def state(self, timeout_s: float) -> dict[str, Any]:
         return self._get(self.handle.state.remote(), "send the agent's state", timeout=timeout_s + self.cfg.connect_timeout_s)
 
-    def checkpoint(self, act_stream: np.ndarray, timeout_s: float) -> dict[str, Any]:
-        """RemoteLearner.checkpoint: the files come back as bytes."""
-        return self._get(self.handle.checkpoint.remote(act_stream), "write its checkpoint",
+    def checkpoint(self, act_stream: np.ndarray, have: list[str], timeout_s: float) -> dict[str, Any]:
+        """RemoteLearner.checkpoint: the files come back as bytes, but the replay segments named in `have`."""
+        return self._get(self.handle.checkpoint.remote(act_stream, have), "write its checkpoint",
                          timeout=timeout_s + self.cfg.connect_timeout_s)
 
     def restore(self, folder: Path, episodes: int, sample_rng: dict) -> dict[str, Any]:
         """RemoteLearner.restore from the checkpoint in `folder` on this side, whose files are read here and
         sent as bytes; a file that cannot be read is the problem, named as the learner names one."""
         folder, files = Path(folder), {}
-        for name in LEARNER_FILES:
+        replay = checkpoints.replay_name(folder)
+        for name in (*LEARNER_FILES, replay):
             path = folder / name
             if name == STATE_FILE and not path.exists():  # written in inline mode: the learner owes nothing
                 continue
             try:
-                files[name] = path.read_bytes()
+                if name == REPLAY:  # every segment: the learner keeps none of its own
+                    files.update({f"{REPLAY}/{p.name}": p.read_bytes() for p in sorted(path.iterdir())})
+                else:
+                    files[name] = path.read_bytes()
             except OSError as err:
                 return {"problem": cannot_load(str(folder), name, err), "version": self.acting_version}
         return self._get(self.handle.restore.remote(files, episodes, sample_rng, str(folder)), "load the checkpoint")

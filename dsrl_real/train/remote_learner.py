@@ -12,9 +12,10 @@ robot needs. Sampling and the gradient steps draw from the same stream as inline
 (default_rng([run.seed, 1])), so a robot that waits for every version (max_policy_lag 0) gets
 exactly inline mode's run.
 
-Its part of a checkpoint (agent.msgpack, replay.npz, learner.json) travels as bytes through Ray's object
-store, both ways: the learner may run on a GPU box that shares no filesystem with the robot's PC, whose
-run folder holds the checkpoints.
+Its part of a checkpoint (agent.msgpack, learner.json and the replay buffer's segments, replay/) travels as
+bytes through Ray's object store, both ways: the learner may run on a GPU box that shares no filesystem with
+the robot's PC, whose run folder holds the checkpoints. A checkpoint sends only the segments the robot's
+previous checkpoint lacks; the robot links the others from it (train/checkpoints.py).
 """
 
 from __future__ import annotations
@@ -36,12 +37,22 @@ import numpy as np
 from ..agents.dsrl import DSRLAgent
 from ..agents.dsrl import checkpoint as agent_checkpoint
 from ..config import AgentConfig
-from ..data.replay import ReplayBuffer, ReplayFileError
+from ..data import replay_segments
+from ..data.replay import SEGMENT_SLOTS, ReplayBuffer, ReplayFileError
 from ..storage import write_atomic
+from .checkpoints import REPLAY, REPLAY_NPZ, replay_name
 from .updates import draw, updates_due
 
-STATE_FILE = "learner.json"  # in a checkpoint folder: the learner's bookkeeping beside agent.msgpack and replay.npz
-LEARNER_FILES = ("agent.msgpack", "replay.npz", STATE_FILE)  # the learner's part of a checkpoint folder
+STATE_FILE = "learner.json"  # in a checkpoint folder: the learner's bookkeeping beside agent.msgpack and the replay buffer
+LEARNER_FILES = ("agent.msgpack", STATE_FILE)  # the learner's part of a checkpoint folder, besides the replay buffer (REPLAY)
+
+
+def learner_file(name: str) -> bool:
+    """Whether `name` (a path inside a checkpoint folder) is one of the learner's: never a path the robot side chose."""
+    under, _, rest = name.partition("/")
+    if under == REPLAY and rest:
+        return rest == replay_segments.INDEX or replay_segments.SEGMENT.fullmatch(rest) is not None
+    return name in LEARNER_FILES or name == REPLAY_NPZ
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class LearnerSpec:
     updates_per_chunk: int
     action_bounds: tuple[np.ndarray, np.ndarray] | None = None
     image_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    buffer_segment_slots: int = SEGMENT_SLOTS
 
 
 def fingerprint(spec: LearnerSpec) -> dict[str, Any]:
@@ -66,7 +78,8 @@ def fingerprint(spec: LearnerSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"run": spec.run_id, "run.seed": spec.seed, "feature_dim": spec.obs_dim, "noise_shape": list(spec.noise_shape),
                            "image_shapes": {k: list(v) for k, v in sorted(spec.image_shapes.items())},
                            "action_bounds": None if spec.action_bounds is None else [np.asarray(b).tolist() for b in spec.action_bounds],
-                           "train.buffer_capacity": spec.buffer_capacity, "train.warm_start_episodes": spec.warm_start_episodes,
+                           "train.buffer_capacity": spec.buffer_capacity, "train.buffer_segment_slots": spec.buffer_segment_slots,
+                           "train.warm_start_episodes": spec.warm_start_episodes,
                            "train.updates_per_chunk": spec.updates_per_chunk}
     out.update({f"agent.{k}": _plain(v) for k, v in dataclasses.asdict(spec.agent).items()})
     return out
@@ -129,7 +142,7 @@ class RemoteLearner:
         self.spec = spec
         self.agent = DSRLAgent(spec.agent, spec.obs_dim, spec.noise_shape, action_bounds=spec.action_bounds,
                                image_shapes=spec.image_shapes or None)
-        self.buffer = ReplayBuffer(spec.buffer_capacity)
+        self.buffer = ReplayBuffer(spec.buffer_capacity, spec.buffer_segment_slots)
         self.sample_rng = np.random.default_rng([spec.seed, 1])
         self.denoise = denoise  # the base policy's sampler (DSRL-NA)
         # Two locks: the buffer's (and the sampling stream's and the bookkeeping's), held briefly, so an
@@ -233,17 +246,20 @@ class RemoteLearner:
                 "transitions": len(self.buffer), "uptime_s": time.monotonic() - self._started, **self.throughput()}
 
     # -- checkpoints ----------------------------------------------------------------------------------
-    def checkpoint(self, act_stream: np.ndarray) -> dict[str, Any]:
+    def checkpoint(self, act_stream: np.ndarray, have: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
         """The learner's part of a checkpoint, a consistent snapshot of every acknowledged episode and the
-        gradient work still owed: {"files": LEARNER_FILES' bytes (agent.msgpack carries the robot's acting
-        stream `act_stream`), "sample_rng" (for counters.json), "version", "episodes"}. The files go back as
-        bytes, through Ray's object store: the learner's machine need not see the robot's run folder. They
-        are staged by the usual writers in a temporary folder of the learner's own."""
+        gradient work still owed: {"files": name -> bytes (LEARNER_FILES, agent.msgpack carrying the robot's
+        acting stream `act_stream`, and replay/index.json with the buffer's segments but those named in `have`,
+        the segment files the robot's previous checkpoint holds), "linked": the names ('replay/...') of the
+        segments left out, which the robot takes from that checkpoint, "sample_rng" (for counters.json),
+        "version", "episodes"}. The files go back as bytes, through Ray's object store: the learner's machine
+        need not see the robot's run folder. They are staged by the usual writers in a temporary folder of the
+        learner's own."""
         with tempfile.TemporaryDirectory(prefix="dsrl-learner-checkpoint-") as tmp:
             staged = Path(tmp)
             with self._agent_turn(), self._books:
                 d = self.agent.state_dict()  # the agent's state is immutable (JAX): written below, outside the locks
-                self.buffer.save(staged / "replay.npz")
+                replay = replay_segments.encode(self.buffer, set(have))
                 books = {"episodes": self._episodes, "version": self._version,
                          "owed": [[o.index, o.updates] for o in self._owed],
                          "acked": {a: sorted(seqs.items()) for a, seqs in self._acked.items()}}
@@ -252,6 +268,9 @@ class RemoteLearner:
             d["state"]["act_rng"] = np.asarray(act_stream)
             agent_checkpoint.write(staged / "agent.msgpack", d)
             out["files"] = {name: (staged / name).read_bytes() for name in LEARNER_FILES}  # outside the locks: the updates go on
+        out["files"].update({f"{REPLAY}/{name}": data for name, data in replay.items()})
+        index = json.loads(replay[replay_segments.INDEX])
+        out["linked"] = [f"{REPLAY}/{e['file']}" for e in index["segments"] if e["file"] not in replay]
         return out
 
     def restore(self, files: dict[str, bytes], episodes: int, sample_rng: dict, where: str = "checkpoint") -> dict[str, Any]:
@@ -263,12 +282,13 @@ class RemoteLearner:
         with tempfile.TemporaryDirectory(prefix="dsrl-learner-restore-") as tmp:
             staged = Path(tmp)
             try:
-                for known in LEARNER_FILES:  # only these names: never a path the robot side chose
-                    if known in files:
-                        (staged / known).write_bytes(files[known])
+                for known, data in files.items():
+                    if learner_file(known):  # only these names: never a path the robot side chose
+                        (staged / known).parent.mkdir(exist_ok=True)
+                        (staged / known).write_bytes(data)
                 with self._agent_turn(), self._books:
                     self.agent.load(staged / name)
-                    name = "replay.npz"
+                    name = replay_name(staged)
                     self.buffer.load(staged / name)
                     name = STATE_FILE
                     books = {"episodes": episodes, "version": episodes, "owed": [], "acked": {}}

@@ -125,7 +125,7 @@ class DSRLTrainer:
         self.agent = DSRLAgent(agent_cfg, feature_dim, self.policy.noise_shape,
                                action_bounds=(self.env.action_space.low, self.env.action_space.high),
                                image_shapes={k: self.env.observation_space[k].shape for k in self.features.image_keys})
-        self.buffer = ReplayBuffer(cfg.train.buffer_capacity)
+        self.buffer = ReplayBuffer(cfg.train.buffer_capacity, cfg.train.buffer_segment_slots)
         self.buffer_keys = self._buffer_keys()
         self.rewards = RewardRuntime(cfg, self.env.task, self.env.control_hz, reward_backend or build_reward_backend(cfg),
                                      cameras=[cam.name for cam in self.env.cameras])
@@ -389,7 +389,8 @@ class DSRLTrainer:
                 counters["sample_rng"] = link.write_checkpoint(folder, act_stream)
             else:
                 self.agent.save(folder / "agent.msgpack")
-                self.buffer.save(folder / "replay.npz")
+                earlier = checkpoints.Earlier(folder)  # its full replay segments, unchanged since, are linked
+                self.buffer.save(folder / checkpoints.REPLAY, reuse=lambda name: earlier.link(f"{checkpoints.REPLAY}/{name}", folder))
             write_atomic(folder / "counters.json", json.dumps(counters).encode())
 
         def write() -> Path:
@@ -456,7 +457,7 @@ class DSRLTrainer:
                 raise ValueError(f"it lacks {', '.join(missing)}")
             name = "agent.msgpack"
             self.agent.load(folder / name)
-            name = "replay.npz"
+            name = checkpoints.replay_name(folder)
             if self.link is not None:  # the learner loads its state and buffer
                 problem = self.link.load_checkpoint(folder, counters["episodes"], counters["sample_rng"])
                 if problem:
@@ -676,6 +677,7 @@ class DSRLTrainer:
         return LearnerSpec(run_id=str(self.out_dir.resolve()), agent=self.agent.cfg, obs_dim=self.agent.obs_dim,
                            noise_shape=self.agent.noise_shape, seed=self.cfg.run.seed, buffer_capacity=t.buffer_capacity,
                            warm_start_episodes=t.warm_start_episodes, updates_per_chunk=t.updates_per_chunk,
+                           buffer_segment_slots=t.buffer_segment_slots,
                            action_bounds=self.agent.action_bounds, image_shapes=dict(self.agent.image_shapes))
 
     @contextlib.contextmanager
