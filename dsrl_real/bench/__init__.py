@@ -2,6 +2,7 @@
 speed live here, never in tests."""
 
 from .base_policy import bench_base_policy
+from .checkpoint import bench_checkpoint
 from .detector import bench_detector
 from .fleet import bench_fleet
 from .learning import bench_learning
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "recording": bench_recording,
     "robot-idle": bench_robot_idle,
     "fleet": bench_fleet,
+    "checkpoint": bench_checkpoint,
 }
 
 __all__ = ["BENCHMARKS"]
