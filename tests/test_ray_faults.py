@@ -19,6 +19,7 @@ import pytest
 from test_ray_learner import local_ray, no_ray_yet, ray_daemons, records  # noqa: F401 - local_ray is a fixture
 from test_train import make_trainer
 
+from dsrl_real.data import replay_files
 from dsrl_real.data.replay import ReplayBuffer
 from dsrl_real.recording.reader import RecordedRun
 from dsrl_real.recording.seeding import TRAINING_KINDS
@@ -78,8 +79,7 @@ def assert_learner_holds_the_recording_once(trainer, episodes: int) -> None:
     assert newest.name == checkpoints.folder_name(episodes)
     books = json.loads((newest / "learner.json").read_text())
     assert books["episodes"] == episodes and books["acked"] == {"robot": [[n, n] for n in range(1, episodes + 1)]}
-    saved = ReplayBuffer(trainer.cfg.train.buffer_capacity)
-    saved.load(newest / "replay")
+    saved = replay_files.load(newest / "replay")
     recorded = ReplayBuffer(trainer.cfg.train.buffer_capacity)
     for number, arrays in trainer.recorded_episodes(list(range(1, episodes + 1))):
         recorded.add_episode(**arrays)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from dsrl_real.data import replay_files
 from dsrl_real.data.replay import ReplayBuffer
 
 H, A, F = 4, 7, 5
@@ -170,10 +171,10 @@ def test_save_load_round_trip_reproduces_the_next_batch(tmp_path):
     buf = ReplayBuffer(capacity=12)
     for i, T in enumerate([4, 3, 5]):  # wraps once
         buf.add_episode(**make_episode(i, T, with_noise=i != 1), terminated=i == 0, truncated=i != 0)
-    path = buf.save(tmp_path / "replay")
+    path = replay_files.save(buf, tmp_path / "replay")
     assert [p.name for p in tmp_path.iterdir()] == ["replay"]
     rng = np.random.default_rng(7)
-    restored = ReplayBuffer.from_file(path)
+    restored = replay_files.load(path)
     rng_state = rng.bit_generator.state
     expected = buf.sample(64, rng)
     rng.bit_generator.state = rng_state
@@ -192,8 +193,7 @@ def test_save_load_round_trip_reproduces_the_next_batch(tmp_path):
     # A partly filled buffer round-trips too (only the filled slots are written).
     small = ReplayBuffer(capacity=1000)
     small.add_episode(**make_episode(0, 2), terminated=True, truncated=False)
-    small.save(tmp_path / "small")
-    again = ReplayBuffer.from_file(tmp_path / "small")
+    again = replay_files.load(replay_files.save(small, tmp_path / "small"))
     assert again.capacity == 1000 and again.storage_bytes() == small.storage_bytes()
 
 

@@ -10,7 +10,7 @@ from conftest import STATE
 
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
-from dsrl_real.data.replay import ReplayBuffer
+from dsrl_real.data import replay_files
 from dsrl_real.envs.make import build_env
 from dsrl_real.envs.safety import EmergencyStop
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeClip, EpisodeScore, ProgressScore
@@ -362,7 +362,7 @@ def test_emergency_stop_in_training_keeps_every_finished_episode(tmp_path, monke
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3 and err.startswith("dsrl-real: Emergency stop pressed:")
     folder = out / "checkpoints" / (out / "LATEST").read_text()
-    buffer = ReplayBuffer.from_file(folder / "replay")
+    buffer = replay_files.load(folder / "replay")
     assert json.loads((folder / "counters.json").read_text())["episodes"] == buffer.num_episodes_started == 1
     batch = buffer.sample(8, np.random.default_rng(0))
     assert batch["terminated"].any() and batch["reward"].max() == 1.0  # the human's success, ended at step 3

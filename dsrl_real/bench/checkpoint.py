@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import replay_npz
+from ..data import replay_files, replay_npz
 from ..data.replay import SEGMENT_SLOTS, ReplayBuffer  # noqa: F401 - SEGMENT_SLOTS: the default, patchable here
 from ..storage import write_atomic
 from ..train import checkpoints
@@ -39,7 +39,7 @@ def _write(buf: ReplayBuffer, segmented: bool):
     def write_files(folder: Path) -> None:
         if segmented:
             earlier = checkpoints.Earlier(folder)
-            buf.save(folder / checkpoints.REPLAY, reuse=lambda name: earlier.link(f"{checkpoints.REPLAY}/{name}", folder))
+            replay_files.save(buf, folder / checkpoints.REPLAY, reuse=lambda name: earlier.link(f"{checkpoints.REPLAY}/{name}", folder))
         else:
             replay_npz.write(buf, folder / checkpoints.REPLAY_NPZ)
         write_atomic(folder / "counters.json", b"{}")

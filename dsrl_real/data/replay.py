@@ -33,7 +33,7 @@ API::
         reward, bootstrap_steps, terminated, truncated, episode_id, index; leading axes (B,) or
         (num_batches, B).
     len(buf) (transitions available), buf.num_time_indices, buf.num_episodes_started,
-    buf.storage_bytes() -> dict, buf.save(folder, reuse=None), buf.load(path), ReplayBuffer.from_file(path)
+    buf.storage_bytes() -> dict, buf.take(other); on disk: data/replay_files.py's save(buf, folder) and load(path)
 
 n-step returns (`n_step` > 1): `reward` is sum_j gamma^j r_{t+j} over the next up-to-n transitions of
 the same episode, `next_obs` / `next_features` the observation after the last of them,
@@ -42,16 +42,15 @@ and `terminated` / `truncated` those of the last one; near an episode's end fewe
 n_step = 1 this is the plain transition (`bootstrap_steps` 1).
 
 Sampling is uniform with replacement over available transitions and a deterministic function of
-the rng and the buffer contents; `save`/`load` round-trips exactly, so a resumed run draws the same
-next batch. On disk the buffer is a folder of segments, `segment_slots` time indices each
+the rng and the buffer contents; saving and loading (data/replay_files.py) round-trips exactly, so
+a resumed run draws the same next batch. On disk the buffer is a folder of segments, `segment_slots` time indices each
 (data/replay_segments.py): a checkpoint rewrites only the segments written since the previous one and
-hard-links the rest. `load` also reads the single replay.npz of earlier checkpoints (data/replay_npz.py).
+hard-links the rest; the single replay.npz of earlier checkpoints still loads (data/replay_npz.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -302,38 +301,15 @@ class ReplayBuffer:
         filled = -(-self._size // self.segment_slots)
         self._seg_gen[:filled] = generations if generations is not None else self._written
         columns = self.columns()
+        if set(columns) != set(specs):
+            raise ValueError(f"the columns {sorted(specs)} are not those a replay buffer stores ({sorted(columns)})")
         for name, (shape, dtype) in specs.items():
             if name not in columns or columns[name].dtype != dtype or columns[name].shape[1:] != shape:
                 raise ValueError(f"the column '{name}' ({shape}, {dtype}) is not one a replay buffer stores")
         fill(columns)
         self._refresh()
 
-    def save(self, folder: str | Path, reuse: Callable[[str], bool] | None = None) -> Path:
-        """Write the buffer into `folder` as segments (data/replay_segments.py); `reuse(name)` may provide an
-        unchanged segment file (a hard link from an earlier checkpoint) instead of writing it."""
-        from . import replay_segments
-
-        return replay_segments.write(self, folder, reuse)
-
-    def load(self, path: str | Path) -> None:
-        """Replace this buffer's contents with those saved at `path` (its capacity included): a folder of
-        segments, or a single .npz file of the earlier format (data/replay_npz.py). Files that cannot be read
-        (missing, truncated, corrupt, not a buffer) raise `ReplayFileError`, one sentence naming the file, and
-        change nothing."""
-        from . import replay_npz, replay_segments
-
-        path = Path(path)
-        fresh = type(self)(2)
-        if path.is_dir():
-            replay_segments.read(fresh, path)
-        elif path.is_file():
-            replay_npz.read(fresh, path)
-        else:
-            raise FileNotFoundError(f"No replay buffer at '{path}'; check the path or start with an empty buffer.")
-        self.__dict__.update(fresh.__dict__)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "ReplayBuffer":
-        buf = cls(2)
-        buf.load(path)
-        return buf
+    def take(self, other: "ReplayBuffer") -> None:
+        """Replace this buffer's contents (its capacity included) with `other`'s, e.g. a buffer loaded from a
+        checkpoint (data/replay_files.py), keeping this object."""
+        self.__dict__.update(other.__dict__)

@@ -37,7 +37,7 @@ import numpy as np
 from ..agents.dsrl import DSRLAgent
 from ..agents.dsrl import checkpoint as agent_checkpoint
 from ..config import AgentConfig
-from ..data import replay_segments
+from ..data import replay_files, replay_segments
 from ..data.replay import SEGMENT_SLOTS, ReplayBuffer, ReplayFileError
 from ..storage import write_atomic
 from .checkpoints import REPLAY, REPLAY_NPZ, replay_name
@@ -289,7 +289,7 @@ class RemoteLearner:
                 with self._agent_turn(), self._books:
                     self.agent.load(staged / name)
                     name = replay_name(staged)
-                    self.buffer.load(staged / name)
+                    self.buffer.take(replay_files.load(staged / name))
                     name = STATE_FILE
                     books = {"episodes": episodes, "version": episodes, "owed": [], "acked": {}}
                     if (staged / name).exists():

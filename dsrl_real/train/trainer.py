@@ -51,6 +51,7 @@ from ..analysis.metrics import MetricsLogger, plot_learning_curve
 from ..analysis.robot_idle import progress_line, robot_fields
 from ..config import Config, ConfigError
 from ..config.observations import observation_label
+from ..data import replay_files
 from ..data.replay import ReplayBuffer
 from ..envs.make import build_env
 from ..envs.robot_env import RobotEnv
@@ -390,7 +391,7 @@ class DSRLTrainer:
             else:
                 self.agent.save(folder / "agent.msgpack")
                 earlier = checkpoints.Earlier(folder)  # its full replay segments, unchanged since, are linked
-                self.buffer.save(folder / checkpoints.REPLAY, reuse=lambda name: earlier.link(f"{checkpoints.REPLAY}/{name}", folder))
+                replay_files.save(self.buffer, folder / checkpoints.REPLAY, reuse=lambda name: earlier.link(f"{checkpoints.REPLAY}/{name}", folder))
             write_atomic(folder / "counters.json", json.dumps(counters).encode())
 
         def write() -> Path:
@@ -463,7 +464,7 @@ class DSRLTrainer:
                 if problem:
                     return problem
             else:
-                self.buffer.load(folder / name)
+                self.buffer.take(replay_files.load(folder / name))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             detail = str(err).split(";")[0].rstrip(".")
             return f"{folder.name}/{name} cannot be loaded ({type(err).__name__}: {detail})"
