@@ -93,13 +93,13 @@ def problem(folder: Path) -> str | None:
 
 
 class Earlier:
-    """The run's newest checkpoint before the one being staged in `staging` (with a readable manifest), whose
-    files the new one may take instead of writing them again; `folder` None when there is none."""
+    """The run's newest checkpoint before the one being staged in `staging`, whose files (those its manifest lists)
+    the new one may take instead of writing them again; `folder` None when there is none."""
 
     def __init__(self, staging: Path):
-        staging = Path(staging)
-        episodes = int(NAME.fullmatch(staging.name.removeprefix(STAGING)).group(1))
-        self.folder, self.entries = None, {}
+        staging, self.folder, self.entries = Path(staging), None, {}
+        named = NAME.fullmatch(staging.name.removeprefix(STAGING))
+        episodes = int(named.group(1)) if named else -1  # not a checkpoint being staged: nothing to take
         for folder in listed(staging.parent.parent):
             if int(NAME.fullmatch(folder.name).group(1)) < episodes:
                 self.folder, self.entries = folder, _manifest_files(folder) or {}
