@@ -119,6 +119,28 @@ def plot_learning_curve(records: list[dict], path: Path, title: str = "DSRL fine
     return save_figure(fig, path)
 
 
+def plot_seed_curves(curves: dict[str, dict], path: Path, title: str) -> Path:
+    """Learning curves over seeds (analysis/seeds.py's curve_over_seeds, one per label): the mean success
+    rate with a band of ± one standard deviation across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        steps, sd = np.array(curve["env_steps"]), np.array(curve["std"])
+        mean = np.array([np.nan if m is None else m for m in curve["mean"]], float)
+        seeds = max(curve["n_seeds"], default=0)
+        ax.plot(steps, mean, marker="o", label=f"{label} ({seeds} seed{'s' if seeds != 1 else ''})")
+        ax.fill_between(steps, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), alpha=0.2)
+    ax.set(xlabel="environment steps", ylabel="success rate (mean ± s.d. over seeds)", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend()
+    return save_figure(fig, path)
+
+
 class MetricsLogger:
     """`log(kind, **values)` appends a line to metrics.jsonl and forwards to wandb when enabled."""
 
