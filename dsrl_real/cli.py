@@ -27,6 +27,8 @@ from .analysis.audit import audit_table, confusion_tables, main_json, write_audi
 from .analysis.report import actors_table, agreement_lines, report_table, robot_table, write_report
 from .analysis.score import score_video
 from .bench import BENCHMARKS
+from .bench.learning import TASKS
+from .bench.learning_runs import ALGORITHMS
 from .config import ConfigError, check_config, load_config, to_yaml
 from .config.observations import OBSERVATIONS, observation_label, observation_overrides
 from .envs.make import build_env, safety_limits
@@ -203,15 +205,25 @@ def _cmd_score(args) -> int:
     return 0
 
 
+# The bench flags, each passed to the benchmarks whose function takes a parameter of that name.
+BENCH_FLAGS = {"--obs": "obs", "--task": "task", "--seeds": "seeds", "--algorithms": "algorithms", "--jobs": "jobs",
+               "--out": "out", "--merge": "merge"}
+MERGE_FLAGS = ("--seeds", "--algorithms", "--out")  # --merge runs nothing: what it takes besides the folders
+
+
 def _cmd_bench(args) -> int:
     bench = BENCHMARKS[args.name]
-    takes = inspect.signature(bench).parameters
-    if args.overrides and "overrides" not in takes:
+    parameters = inspect.signature(bench).parameters
+    if args.overrides and "overrides" not in parameters:
         raise UserError(f"dsrl-real bench {args.name} takes no overrides; run it without '{args.overrides[0]}'.")
-    if args.obs and "obs" not in takes:
-        raise UserError(f"dsrl-real bench {args.name} has no observation mode to choose; run it without --obs.")
-    kwargs = {**({"overrides": args.overrides} if args.overrides else {}), **({"obs": args.obs} if args.obs else {})}
-    print(json.dumps(bench(**kwargs), indent=2))
+    given = {flag: getattr(args, name) for flag, name in BENCH_FLAGS.items() if getattr(args, name) is not None}
+    for flag in given:
+        if BENCH_FLAGS[flag] not in parameters:
+            raise UserError(f"dsrl-real bench {args.name} takes no {flag}; run it without {flag}.")
+        if "--merge" in given and flag not in (*MERGE_FLAGS, "--merge"):
+            raise UserError(f"--merge reports on folders already run and takes no {flag}; run it without {flag}.")
+    kwargs = {BENCH_FLAGS[flag]: value for flag, value in given.items()}
+    print(json.dumps(bench(**kwargs, **({"overrides": args.overrides} if args.overrides else {})), indent=2))
     return 0
 
 
@@ -267,6 +279,30 @@ def _count(low: int, high: int, meaning: str):
         if value is None or not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text!r} is not {meaning}; give an integer from {low} to {high}")
         return value
+    return parse
+
+
+def _seeds(text: str) -> list[int]:
+    """An argparse type: comma-separated seeds, e.g. 0,1,2, or one sentence saying what is wrong."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) <= 1_000_000_000 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds; give integers from 0 to 1000000000 "
+                                         "separated by commas, e.g. 0,1,2")
+    seeds = [int(p) for p in parts]
+    twice = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} names seed {twice} twice; give each seed once")
+    return seeds
+
+
+def _names(known):
+    """An argparse type: comma-separated names out of `known`, or one sentence naming the unknown one."""
+    def parse(text: str) -> list[str]:
+        names = [p.strip() for p in text.split(",")]
+        unknown = next((n for n in names if n not in known), None)
+        if unknown is not None:
+            raise argparse.ArgumentTypeError(f"{unknown!r} is not one of {', '.join(known)}; give some of them separated by commas")
+        return list(dict.fromkeys(names))
     return parse
 
 
@@ -327,8 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "export", _cmd_export, "convert a run recorded in the older LeRobot v2.1 layout into a LeRobot v3.0 dataset",
              (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
-    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}), OBS,
-             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet)"}),
+    _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
+             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet, learning)"}),
+             (("--obs",), {"choices": tuple(OBSERVATIONS), "help": "what the base policy reads (default pixels; the benches that take it)"}),
+             (("--task",), {"choices": TASKS, "help": "learning: the simulated task (default monkey)"}),
+             (("--seeds",), {"type": _seeds, "help": "learning: comma-separated seeds, each a run per algorithm (default 0,1,2)"}),
+             (("--algorithms",), {"type": _names(tuple(ALGORITHMS)),
+                                  "help": f"learning: comma-separated, some of {','.join(ALGORITHMS)} (default all)"}),
+             (("--jobs",), {"type": _count(1, 256, "a number of worker processes"),
+                            "help": "learning: runs side by side in this many single-threaded processes (default 1)"}),
+             (("--out",), {"help": "learning: the bench's folder; finished runs in it are kept and skipped "
+                                   "(default runs/bench-learning/TASK-OBS)"}),
+             (("--merge",), {"nargs": "+", "metavar": "DIR",
+                             "help": "learning: run nothing, report over these folders' finished runs (into --out)"}),
              config=False)
     return parser
 

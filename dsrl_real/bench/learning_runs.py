@@ -1,0 +1,120 @@
+"""The runs of `bench learning`: one algorithm on one seed each, from the folder's base policy, in this
+process or in single-threaded worker processes. A run writes out/runs/ALGORITHM/seed-N/result.json the
+moment it ends, so a bench cut short keeps its finished runs and a rerun skips them; a run cut short
+starts again from scratch."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis.metrics import read_records
+from ..config import load_config
+from ..machine import machine_info
+from ..runlock import RunLock
+from ..train.trainer import train_once
+from .learning_base import read_json, write_json
+
+ALGORITHMS: dict[str, list[str]] = {
+    "dsrl_sac": ["agent.algorithm=dsrl_sac"],
+    "dsrl_na": ["agent.preset=sim_cpu_na"],
+    "sac_action_space": ["train.action_space_baseline=true"],
+}
+RESULT_FILE = "result.json"
+# One thread per worker: XLA's CPU thread pools in N processes on few cores fight over them. XLA reads the
+# flags when a process first computes, so they go into the environment the workers are spawned with.
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algorithm: str
+    seed: int
+    out: str  # the bench's folder
+    overrides: tuple[str, ...]  # the bench's, the base policy's checkpoint among them
+    user_overrides: tuple[str, ...] = ()  # the command line's, applied last
+
+
+def run_dir(out: Path, algorithm: str, seed: int) -> Path:
+    return out / "runs" / algorithm / f"seed-{seed}"
+
+
+def finished(out: Path, algorithm: str, seed: int) -> dict | None:
+    return read_json(run_dir(out, algorithm, seed) / RESULT_FILE)
+
+
+def finished_runs(out: Path) -> list[dict]:
+    """Every result.json under out/runs, in (algorithm, seed) order."""
+    return [read_json(p) for p in sorted((out / "runs").glob(f"*/seed-*/{RESULT_FILE}"))]
+
+
+def run_one(spec: RunSpec) -> dict:
+    """Train spec.algorithm with run.seed = agent.seed = spec.seed into its run folder; write and return its result."""
+    folder = run_dir(Path(spec.out), spec.algorithm, spec.seed)
+    with RunLock.acquire(folder, f"bench learning ({spec.algorithm}, seed {spec.seed})",
+                         "give each invocation on the same --out other seeds or algorithms"):
+        train_dir = folder / "train"
+        shutil.rmtree(train_dir, ignore_errors=True)  # a run cut short: it starts again
+        cfg = load_config(overrides=[*spec.overrides, *ALGORITHMS[spec.algorithm], f"run.seed={spec.seed}",
+                                     f"agent.seed={spec.seed}", f"train.out_dir={train_dir}", *spec.user_overrides])
+        start = time.perf_counter()
+        run = train_once(cfg)
+        curve = [{"env_steps": r["env_steps"], "success_rate": r["success_rate"]}
+                 for r in read_records(train_dir / "metrics.jsonl") if r["kind"] in ("eval", "final_eval")]
+        result = {"algorithm": spec.algorithm, "seed": spec.seed, "final_success_rate": run["final_success_rate"],
+                  "final_ci95": run["final_ci95"], "env_steps": run["env_steps"], "wall_s": round(time.perf_counter() - start, 1),
+                  "curve": curve, "machine": machine_info()}
+        write_json(folder / RESULT_FILE, result)
+    return result
+
+
+def _said(result: dict) -> dict:
+    lo, hi = result["final_ci95"]
+    print(f"bench learning: {result['algorithm']} seed {result['seed']}: {result['final_success_rate']:.0%} success "
+          f"(95 % CI {lo:.0%}-{hi:.0%}) after {result['env_steps']} env steps, {result['wall_s']:.0f} s", file=sys.stderr)
+    return result
+
+
+@contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """XLA_FLAGS for the processes spawned inside, with the single-threaded flags added."""
+    old = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{old} {SINGLE_THREADED_XLA}" if old else SINGLE_THREADED_XLA
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = old
+
+
+def run_all(specs: Sequence[RunSpec], jobs: int, run: Callable[[RunSpec], dict] = run_one) -> list[dict]:
+    """`run` each of `specs` one after another here (jobs 1) or in `jobs` spawned single-threaded worker
+    processes (`run` a module-level function they can import). The first failure stops the runs not yet
+    started; finished ones have written their results."""
+    if jobs <= 1 or len(specs) <= 1:
+        return [_said(run(spec)) for spec in specs]
+    results = []
+    with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
+                                                         mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run, spec) for spec in specs]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    results.append(_said(future.result()))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
