@@ -9,7 +9,7 @@ from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, PolicyConfig, load_config
 from dsrl_real.config.observations import observation_label, observation_overrides
 
-PIXELS = "pixels (third_person 128x128, wrist 128x128) + proprio"
+PIXELS = "pixels (third_person 64x64, wrist 64x64) + proprio"
 STATE = "state: proprio + object_state (privileged, simulation only)"
 REAL_CONFIGS = ("widowx_drawer", "widowx_monkey", "franka_drawer", "franka_pick")
 
@@ -87,12 +87,12 @@ def test_a_rollout_names_what_it_observed(capsys):
 
 def test_a_bench_without_an_observation_mode_refuses_obs_in_one_sentence(capsys):
     assert main(["bench", "sim", "--obs", "state"]) == 2
-    assert capsys.readouterr().err == "dsrl-real: dsrl-real bench sim has no observation mode to choose; run it without --obs.\n"
+    assert capsys.readouterr().err == "dsrl-real: dsrl-real bench sim takes no --obs; run it without --obs.\n"
 
 
 def test_the_label_names_what_a_checkpoint_reads_where_the_policy_has_its_own_keys():
     class Pretrained:  # a checkpoint's policy: its own PolicyConfig
         cfg = PolicyConfig(image_keys=["wrist_image"])
 
-    assert observation_label(load_config(), Pretrained()) == "pixels (wrist 128x128) + proprio"
+    assert observation_label(load_config(), Pretrained()) == "pixels (wrist 64x64) + proprio"
     assert observation_label(load_config(), object()) == PIXELS  # an external policy without one: the config's keys

@@ -9,10 +9,11 @@ from dsrl_real.config import PolicyConfig, load_config
 from dsrl_real.train.trainer import DSRLTrainer
 
 CAMERA = "cameras=[{name: third_person, width: 16, height: 16}]"
+KEYS = "policy.image_keys=[third_person_image]"
 FAST = ["train.wandb=disabled", "train.record=false", "train.eval_episodes=1", "train.eval_every_steps=100000",
         "train.warm_start_episodes=1", "task.max_steps=12", "train.env_steps=24", "train.buffer_capacity=64",
         "agent.hidden_dim=16", "agent.num_layers=1", "agent.num_critics=2", "agent.batch_size=8", "agent.utd=2",
-        "agent.encoder_channels=[4, 8]", "agent.encoder_dim=8", "agent.na_distill_steps=2", CAMERA]
+        "agent.encoder_channels=[4, 8]", "agent.encoder_dim=8", "agent.na_distill_steps=2", CAMERA, KEYS]
 FRAME = (16, 16, 3)
 
 
@@ -44,12 +45,12 @@ def test_dsrl_trains_from_pixels_with_frames_stored_once_as_uint8(tmp_path, feat
         result = trainer.run()
         # 2 episodes of 3 chunk steps; from the warm start on, one update of utd 2 steps per chunk step
         assert result["episodes"] == 2 and trainer.agent.step == 2 * 3 * 2
-        assert trainer.agent.obs_dim == 7 + 6 + (8 if features == "policy_embedding" else 0)
+        assert trainer.agent.obs_dim == 7 + (8 if features == "policy_embedding" else 0)
         assert trainer.agent.image_shapes == ({"third_person_image": FRAME} if features == "observation" else {})
         buf = trainer.buffer
         stored = buf.storage_bytes()
         assert sorted(k for k in stored if k.startswith("obs/")) == sorted(
-            ["obs/proprio", "obs/object_state", *(["obs/third_person_image"] if frames_stored else [])])
+            ["obs/proprio", *(["obs/third_person_image"] if frames_stored else [])])
         assert not any("next" in k for k in stored)  # next observations are the following slots, never copies
         if frames_stored:
             assert stored["obs/third_person_image"] == 64 * 16 * 16 * 3  # one uint8 frame per time index of the capacity
