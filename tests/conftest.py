@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dsrl_real.config.observations import observation_overrides
@@ -46,3 +47,13 @@ def file_hashes(folder: str | Path) -> dict[str, str]:
 @pytest.fixture
 def hashes():
     return file_hashes
+
+
+def assert_same_batch(got: dict, expected: dict) -> None:
+    """Two replay samples hold the same arrays under the same keys (one level of nesting: obs, next_obs)."""
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            for k in value:
+                np.testing.assert_array_equal(got[key][k], value[k])
+        else:
+            np.testing.assert_array_equal(got[key], value)

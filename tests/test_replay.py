@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import assert_same_batch
 
 from dsrl_real.data import replay_files
 from dsrl_real.data.replay import ReplayBuffer
@@ -179,12 +180,7 @@ def test_save_load_round_trip_reproduces_the_next_batch(tmp_path):
     expected = buf.sample(64, rng)
     rng.bit_generator.state = rng_state
     got = restored.sample(64, rng)
-    for key in expected:
-        if isinstance(expected[key], dict):
-            for k in expected[key]:
-                np.testing.assert_array_equal(got[key][k], expected[key][k])
-        else:
-            np.testing.assert_array_equal(got[key], expected[key])
+    assert_same_batch(got, expected)
     assert len(restored) == len(buf) and restored.num_episodes_started == 3
     # Inserting after a reload continues the ring where it was.
     for b in (buf, restored):

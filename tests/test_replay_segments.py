@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import assert_same_batch
 from test_replay import make_episode
 
 from dsrl_real.data import replay_files, replay_npz, replay_segments
@@ -20,12 +21,7 @@ def same_buffers(a: ReplayBuffer, b: ReplayBuffer, generations: bool = True) -> 
         assert name == other
         np.testing.assert_array_equal(x[:a.num_time_indices], y[:b.num_time_indices])
     expected, got = a.sample(64, np.random.default_rng(5)), b.sample(64, np.random.default_rng(5))
-    for key in expected:
-        if isinstance(expected[key], dict):
-            for k in expected[key]:
-                np.testing.assert_array_equal(got[key][k], expected[key][k])
-        else:
-            np.testing.assert_array_equal(got[key], expected[key])
+    assert_same_batch(got, expected)
 
 
 def filled(capacity=40, lengths=(4, 3, 5), segment_slots=8) -> ReplayBuffer:
