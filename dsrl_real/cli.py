@@ -324,6 +324,8 @@ RESUME = "--resume", {"action": "store_true", "help": "continue from the last ch
 OBS = ("--obs",), {"choices": tuple(OBSERVATIONS), "default": None,
                    "help": "pixels: camera frames + proprio, what a robot has (the default configs' own); state: adds object_state, "
                            "the simulator's exact object positions (privileged, simulation only)"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsrl-real", description="Real-robot DSRL with learned rewards.")
     parser.add_argument(DEBUG[0], **DEBUG[1])
@@ -365,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
              (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet, learning)"}),
-             (("--obs",), {"choices": tuple(OBSERVATIONS), "help": "what the base policy reads (default pixels; the benches that take it)"}),
+             OBS,
              (("--task",), {"choices": TASKS, "help": "learning: the simulated task (default monkey)"}),
              (("--seeds",), {"type": _seeds, "help": "learning: comma-separated seeds, each a run per algorithm (default 0,1,2)"}),
              (("--algorithms",), {"type": _names(tuple(ALGORITHMS)),
