@@ -55,6 +55,21 @@ def test_tau_and_pairwise_accuracy_handle_ties_like_scipy_and_half_credit():
     assert pairwise_accuracy([0, 1, 1], [0.5, 0.5, 0.9]) == (1.5, 2)  # (0,1) tied: 1/2, (0,2) right: 1, (1,2) not a pair
 
 
+def test_false_positives_by_the_humans_score_of_the_failure():
+    # Human failures at 1, 1, 2, 4, 4, 4 (3: none) and one success; the backend says success on one 1, no 2 and two 4s.
+    human = labels([1, 1, 2, 4, 4, 4, 5], [False] * 6 + [True])
+    backend = [{"score": 5, "success": True}, {"score": 2, "success": False}, {"score": 3, "success": False},
+               {"score": 5, "success": True}, {"score": None, "success": None, "valid": False}, {"score": 5, "success": True},
+               {"score": 4, "success": False}]
+    by_score = audit_pairs(list(zip(human, backend)), resamples=10)["false_positive_by_reference_score"]
+    assert by_score == {"1": {"value": 0.5, "ci95": list(wilson_interval(1, 2)), "count": 1, "n": 2},
+                        "2": {"value": 0.0, "ci95": list(wilson_interval(0, 1)), "count": 0, "n": 1},
+                        "3": {"value": None, "ci95": None, "count": 0, "n": 0},
+                        "4": {"value": 2 / 3, "ci95": list(wilson_interval(2, 3)), "count": 2, "n": 3}}
+    binary = [{"success": h["success"], "reward": float(h["success"])} for h in human]  # no 1-5 scale: no figure
+    assert audit_pairs(list(zip(binary, backend)), resamples=10)["false_positive_by_reference_score"] is None
+
+
 def test_binary_human_labels_and_invalid_backend_answers():
     human = [{"success": s, "reward": float(s)} for s in (True, False, False, True)]
     backend = [{"score": 5, "success": True, "reward": 1.0}, {"score": None, "success": False, "reward": 0.0, "valid": False},

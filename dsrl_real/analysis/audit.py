@@ -3,7 +3,8 @@
 For every backend that labelled the same episodes as the reference (the human, by default):
 - MAE on the 1-5 scale (episodes where both gave a score), with a bootstrap 95% interval;
 - success false-positive rate (backend says success, human says failure) and false-negative rate,
-  with Wilson 95% intervals;
+  with Wilson 95% intervals, and the false-positive rate by the human's 1-5 score of the failure
+  (where a model's false positives fall: near misses or not), when the human used that scale;
 - Kendall's tau-b between the episode returns (the labels' rewards; a label without a reward
   counts its success as 0/1), bootstrap interval;
 - pairwise preference accuracy: over episode pairs the human labelled differently, the fraction
@@ -130,6 +131,19 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def false_positive_by_reference_score(pairs: list[tuple[dict, dict]]) -> dict[str, dict[str, Any]] | None:
+    """For the reference's failures at each 1-5 score (1-4), the rate at which the backend said success: where a
+    reward model's false positives fall (near misses or not). None when the reference gave no 1-5 scores."""
+    if not any(h.get("score") is not None for h, _ in pairs):
+        return None
+    failures = [(h, b) for h, b in pairs if h.get("score") is not None and h.get("success") is False]
+    by_score: dict[str, dict[str, Any]] = {}
+    for s in (1, 2, 3, 4):
+        said = [bool(b.get("success")) for h, b in failures if _scale_category(h["score"]) == s]
+        by_score[str(s)] = rate(sum(said), len(said))
+    return by_score
+
+
 def audit_pairs(pairs: list[tuple[dict, dict]], resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
     """All agreement metrics of one backend, from (reference label, backend label) per episode."""
     out: dict[str, Any] = {"episodes": len(pairs), "invalid": sum(b.get("valid", True) is False for _, b in pairs)}
@@ -144,6 +158,7 @@ def audit_pairs(pairs: list[tuple[dict, dict]], resamples: int = RESAMPLES, seed
     positives = [b for h, b in judged if h]
     out["false_positive_rate"] = rate(sum(negatives), len(negatives))
     out["false_negative_rate"] = rate(sum(not b for b in positives), len(positives))
+    out["false_positive_by_reference_score"] = false_positive_by_reference_score(pairs)
 
     returns = [(_return(h), _return(b)) for h, b in pairs if _return(h) is not None and _return(b) is not None]
     ref_r, est_r = (np.asarray(v, float) for v in zip(*returns)) if returns else (np.zeros(0), np.zeros(0))
