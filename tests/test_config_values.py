@@ -298,7 +298,8 @@ def test_a_value_outside_a_literal_is_refused_in_the_same_sentence_wherever_it_c
         (None, ("cameras=[{name: a, fps: 5}]",)): "cameras[0].fps = 5 is not allowed; it must be one of: 6, 15, 30, 60.",
         (None, ("robot.kind=1",)): "robot.kind = '1' is not allowed; it must be one of: sim, widowx, franka.",
         (None, ("reward.shadow=[sim_truth,7]",)): "reward.shadow[1] = '7' is not allowed; it must be one of: "
-                                                  "sim_truth, roboreward, robometer, human, sim_human, sim_truth_noisy.",
+                                                  "sim_truth, roboreward, robometer, human, sim_human, sim_truth_noisy, "
+                                                  "sim_reward_model.",
         (None, ("cameras.0.fps=30.0",)): "cameras[0].fps = 30.0 is not allowed; it must be one of: 6, 15, 30, 60.",
     }
     for (path, overrides), sentence in cases.items():

@@ -22,7 +22,7 @@ RobotKind = Literal["sim", "widowx", "franka"]
 CameraKind = Literal["sim", "realsense", "ros_topic"]
 SimView = Literal["third_person", "wrist"]
 RealsenseFps = Literal[6, 15, 30, 60]  # the color frame rates every D400 camera offers
-RewardBackend = Literal["sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy"]
+RewardBackend = Literal["sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy", "sim_reward_model"]
 ROBOT_KINDS, CAMERA_KINDS, SIM_VIEWS, REALSENSE_FPS, REWARD_BACKENDS = (
     typing.get_args(t) for t in (RobotKind, CameraKind, SimView, RealsenseFps, RewardBackend))
 
@@ -329,6 +329,17 @@ class RewardConfig:
     noisy_false_positive_rate: float = checked(0.2, PROBABILITY)  # a failure labelled success
     noisy_false_negative_rate: float = checked(0.0, PROBABILITY)  # a success labelled failure
     noisy_score_error_rate: float = checked(0.25, PROBABILITY)  # the 1-5 score moved by 2 points
+    # sim_reward_model: a stand-in for a flawed reward model whose false positives cluster on near misses
+    # (rewards/stand_in.py); closeness = the simulated human's 1-5 score of a failed episode's final state
+    stand_in_near_miss_rate: float = checked(0.3, PROBABILITY)  # P(a failure of closeness 4 is called a success)
+    # P(false positive | closeness s) = near_miss_rate * shape[s - 1], s = 1..4; the last entry is 1
+    stand_in_false_positive_shape: list[float] = checked([0.0, 0.1, 0.4, 1.0], PROBABILITY, length=4)
+    stand_in_false_positive_by_score: list[float] = checked([], PROBABILITY)  # 4 probabilities for closeness 1-4 instead; empty: rate * shape
+    stand_in_false_negative_rate: float = checked(0.05, PROBABILITY)  # a success called a failure
+    stand_in_score_error_rate: float = checked(0.25, PROBABILITY)  # a failure's 1-5 score one point off (staying on 1-4)
+    # an audit.json written by `dsrl-real audit`: replay its measured rates (figures it lacks keep the values above)
+    stand_in_from_audit: str = checked("")
+    stand_in_audit_backend: str = checked("")  # whose figures in that audit; "" = its only backend
 
 
 @dataclass
@@ -402,6 +413,20 @@ def _observation_problems(cfg: Config) -> Iterator[str]:
                    "the key out, e.g. policy.image_keys=[] for a policy without images.")
 
 
+def _stand_in_problems(r: RewardConfig) -> Iterator[str]:
+    shape, by_score = r.stand_in_false_positive_shape, r.stand_in_false_positive_by_score
+    if shape[-1] != 1.0:
+        yield (f"reward.stand_in_false_positive_shape = {shape} ends in {shape[-1]}, but its last entry (closeness 4) must be 1, "
+               "as reward.stand_in_near_miss_rate is the false-positive rate there; scale the others relative to it, or give "
+               "the 4 rates in reward.stand_in_false_positive_by_score.")
+    if by_score and len(by_score) != 4:
+        yield (f"reward.stand_in_false_positive_by_score = {by_score} has {len(by_score)} entries; give 4 probabilities "
+               "(closeness 1, 2, 3, 4) or none, to use reward.stand_in_near_miss_rate * reward.stand_in_false_positive_shape.")
+    if r.stand_in_audit_backend and not r.stand_in_from_audit:
+        yield (f"reward.stand_in_audit_backend = {r.stand_in_audit_backend!r} picks a backend of an audit, but "
+               "reward.stand_in_from_audit names none; set it to the audit.json, or leave the backend empty.")
+
+
 def _relation_problems(cfg: Config) -> Iterator[str]:
     """The relations between fields that no single field's range can say."""
     s, robot = cfg.safety, cfg.robot
@@ -428,6 +453,7 @@ def _relation_problems(cfg: Config) -> Iterator[str]:
                "set actors.num=1 with a real robot.")
     p, a = cfg.policy, cfg.agent
     yield from _observation_problems(cfg)
+    yield from _stand_in_problems(cfg.reward)
     if p.inference_steps > p.train_diffusion_steps:
         yield (f"policy.inference_steps = {p.inference_steps} is out of range; it must be in "
                f"[1, policy.train_diffusion_steps = {p.train_diffusion_steps}].")

@@ -17,8 +17,9 @@ from .noisy import NoisyBackend
 from .robometer import RobometerBackend
 from .roboreward import RoboRewardBackend, TransformersVideoQA
 from .simulated_human import SimulatedHuman
+from .stand_in import SimRewardModelBackend, StandInParams
 
-BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy")
+BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy", "sim_reward_model")
 HUMAN_SCALES = ("binary", "1-5")
 
 
@@ -96,6 +97,13 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
                                 seed=cfg.run.seed)
         except ValueError as err:
             raise ConfigError(f"Bad reward.noisy_* setting: {str(err).replace('NoisyBackend ', 'reward.noisy_')}") from err
+    if name == "sim_reward_model":  # a flawed reward model's stand-in: false positives cluster on near misses
+        try:
+            return SimRewardModelBackend(StandInParams.from_config(r), seed=cfg.run.seed)
+        except ConfigError:
+            raise
+        except ValueError as err:  # a config built in code, past check_config
+            raise ConfigError(f"Bad reward.stand_in_* setting: {err}") from err
     if name == "roboreward":
         if not r.model:
             raise ConfigError("reward.backend=roboreward needs reward.model: a checkpoint folder or hub id such as "
