@@ -438,6 +438,7 @@ def test_score_argument_errors_are_one_sentence(tmp_path, capsys):
     cases = [
         (["--backend", "roboreward", "--video", str(tmp_path / "none.mp4")], "No video file"),
         (["--backend", "sim_truth", "--video", str(video)], "The sim_truth backend needs simulator ground truth"),
+        (["--backend", "sim_reward_model", "--video", str(video)], "The sim_reward_model backend needs simulator ground truth"),
         (["--backend", "roboreward", "--video", str(video)], "reward.backend=roboreward needs reward.model"),
         (["--backend", "robometer", "--model", "m", "--server-url", "http://x", "--video", str(video)], "The robometer backend runs its model in this process"),
         (["--backend", "roboreward", "--model", "m", "--video", str(tmp_path)], "No video file"),

@@ -13,7 +13,7 @@ from ..config import Config, ConfigError
 from ..recording.video import probe_video, read_frames
 from ..rewards.base import EpisodeClip
 from ..rewards.frames import subsample_indices
-from ..rewards.registry import build_reward_backend
+from ..rewards.registry import SIM_TRUTH_BACKENDS, build_reward_backend
 
 # Frames are decoded at no more than VGA's pixel count: more than Qwen3-VL's video processor (under RoboReward,
 # in this process or served) gives each of 16 frames (its 786432-pixel budget split, floored at about 138k), and
@@ -59,8 +59,8 @@ def score_video(cfg: Config, video: str, task: str) -> dict[str, Any]:
         raise ConfigError(f"No video file '{video}'; give the path of a recorded episode video (e.g. an mp4).")
     if not task.strip():
         raise ConfigError("The task instruction is empty; pass --task with what the robot was asked to do.")
-    if cfg.reward.backend == "sim_truth":
-        raise ConfigError("The sim_truth backend needs simulator ground truth, which a video does not carry; "
+    if cfg.reward.backend in SIM_TRUTH_BACKENDS:
+        raise ConfigError(f"The {cfg.reward.backend} backend needs simulator ground truth, which a video does not carry; "
                           "choose --backend roboreward, robometer or human.")
 
     def unreadable(err: Exception) -> ConfigError:

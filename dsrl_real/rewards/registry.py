@@ -20,6 +20,7 @@ from .simulated_human import SimulatedHuman
 from .stand_in import SimRewardModelBackend, StandInParams
 
 BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy", "sim_reward_model")
+SIM_TRUTH_BACKENDS = ("sim_truth", "sim_human", "sim_truth_noisy", "sim_reward_model")  # they label from simulator truth
 HUMAN_SCALES = ("binary", "1-5")
 
 
