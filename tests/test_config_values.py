@@ -113,6 +113,7 @@ def test_declared_choices_match_the_modules_that_act_on_them():
     from dsrl_real.rewards.registry import BACKENDS, HUMAN_SCALES
     from dsrl_real.rewards.scoring import END_ON, SCORING
     from dsrl_real.rewards.shaping import FORMS
+    from dsrl_real.rewards.verify import VERIFY_MODES
     from dsrl_real.rollout.demos import DEMO_FORMATS
     from dsrl_real.sim.render import MIN_SIZE, VIEWS
 
@@ -124,6 +125,7 @@ def test_declared_choices_match_the_modules_that_act_on_them():
     assert choices["reward.backend"] == BACKENDS and choices["reward.shadow"] == BACKENDS
     assert choices["reward.human_scale"] == HUMAN_SCALES and choices["reward.form"] == FORMS
     assert choices["reward.end_on"] == END_ON and choices["reward.scoring"] == SCORING
+    assert choices["reward.verify"] == VERIFY_MODES
     sides = {key: _bounds(allowed.interval) for key, _, allowed in NUMBERS if key in ("cameras[].width", "cameras[].height")}
     assert [low for low, _, _, _ in sides.values()] == [MIN_SIZE, MIN_SIZE]  # the simulator renders no smaller
 

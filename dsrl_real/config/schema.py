@@ -23,6 +23,7 @@ CameraKind = Literal["sim", "realsense", "ros_topic"]
 SimView = Literal["third_person", "wrist"]
 RealsenseFps = Literal[6, 15, 30, 60]  # the color frame rates every D400 camera offers
 RewardBackend = Literal["sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy", "sim_reward_model"]
+VerifyMode = Literal["none", "human", "sim_human"]
 ROBOT_KINDS, CAMERA_KINDS, SIM_VIEWS, REALSENSE_FPS, REWARD_BACKENDS = (
     typing.get_args(t) for t in (RobotKind, CameraKind, SimView, RealsenseFps, RewardBackend))
 
@@ -340,6 +341,12 @@ class RewardConfig:
     # an audit.json written by `dsrl-real audit`: replay its measured rates (figures it lacks keep the values above)
     stand_in_from_audit: str = checked("")
     stand_in_audit_backend: str = checked("")  # whose figures in that audit; "" = its only backend
+    # Verify positives (rewards/verify.py): a human confirms (y) or rejects (n) each success the backend claims, and
+    # the answer is the label training uses | sim_human: the simulated human answers from the simulator's truth
+    verify: VerifyMode = "none"
+    verify_timeout_s: float = checked(30.0, "(0, 3600]")  # no answer by then (the reset time): the backend's label stands, unverified
+    verify_failure_fraction: float = checked(0.0, PROBABILITY)  # also ask about this random share of claimed failures (s/f)
+    verify_warn_false_positive_rate: float = checked(0.2, PROBABILITY)  # warn when the share of claimed successes rejected passes it
 
 
 @dataclass
@@ -454,11 +461,35 @@ def _relation_problems(cfg: Config) -> Iterator[str]:
     p, a = cfg.policy, cfg.agent
     yield from _observation_problems(cfg)
     yield from _stand_in_problems(cfg.reward)
+    yield from _verify_problems(cfg)
     if p.inference_steps > p.train_diffusion_steps:
         yield (f"policy.inference_steps = {p.inference_steps} is out of range; it must be in "
                f"[1, policy.train_diffusion_steps = {p.train_diffusion_steps}].")
     if a.backup_subset > a.num_critics:
         yield f"agent.backup_subset = {a.backup_subset} is out of range; it must be in [0, agent.num_critics = {a.num_critics}]."
+
+
+def _verify_problems(cfg: Config) -> Iterator[str]:
+    """reward.verify: a human confirms a non-human backend's success labels, which training must use as they are."""
+    r = cfg.reward
+    if r.verify == "none":
+        if r.verify_failure_fraction > 0:
+            yield (f"reward.verify_failure_fraction = {r.verify_failure_fraction} asks a human about claimed failures, which "
+                   "happens only with reward.verify=human (or sim_human in simulation); set one, or leave the fraction at 0.")
+        return
+    humans = ("human", "sim_human")
+    if r.backend in humans:
+        yield (f"reward.verify = {r.verify!r} asks a human to confirm a reward model's successes, but reward.backend = "
+               f"{r.backend!r} is a human already; set reward.verify=none or choose a model backend.")
+    if r.form == "dense":
+        yield (f"reward.verify = {r.verify!r} confirms success labels, but reward.form = 'dense' trains on the backend's "
+               "progress instead; use reward.form=sparse or step_penalty, or reward.verify=none.")
+    if any(name in humans for name in r.shadow):
+        yield (f"reward.verify = {r.verify!r} records the verifier's answers as the human labels, so reward.shadow = "
+               f"{list(r.shadow)} cannot hold a human backend too; drop it from reward.shadow.")
+    if r.verify == "sim_human" and cfg.robot.kind != "sim":
+        yield (f"reward.verify = 'sim_human' answers from the simulator's truth, but robot.kind = {cfg.robot.kind!r}; "
+               "use reward.verify=human on a robot.")
 
 
 def check_fields(cfg: Config) -> None:

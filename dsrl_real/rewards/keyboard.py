@@ -14,6 +14,7 @@ Keys during an episode (upper or lower case):
 When no s or f was pressed, `score_episode` asks: s/f on the "binary" scale (reward 1/0), or a
 score 1-5 on the "1-5" scale (reward (score - 1) / 4, success only at 5).
 Keys pressed between episodes are dropped when the next one starts, except an emergency stop.
+`ask` puts one question with a deadline (verify-positives asks it about a reward model's labels: verify.py).
 """
 
 from __future__ import annotations
@@ -186,20 +187,39 @@ class KeyboardOracle:
         self._pending.append(event)
         self._say(_ACKNOWLEDGE[event])
 
-    def _ask(self, question: str, valid: str, retry: str) -> tuple[str, float, list[dict]]:
+    def ask(self, question: str, valid: str, retry: str, timeout_s: float | None = None) -> tuple[str | None, list[dict]]:
+        """Print `question` and wait for one of the keys in `valid` (answered lower-cased), at most `timeout_s`
+        seconds (None: no limit): (the key, or None when the time ran out first; every key typed meanwhile)."""
         self._say(f"[human] {question}")
         typed: list[dict] = []
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            char = self._read_available(timeout=None, size=1)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None, typed
+            char = self._read_available(timeout=remaining, size=1)
             if not char:
-                raise EOFError("The human oracle's input closed before the episode was labelled; run it with a "
-                               "keyboard attached or choose another reward backend.")
+                if self._eof or self._closed or remaining is None:
+                    raise EOFError("The human oracle's input closed before the episode was labelled; run it with a "
+                                   "keyboard attached or choose another reward backend.")
+                continue  # the time ran out; the loop's check says so
             if char in _IGNORED or char == " ":
                 continue
             typed.append({"key": char, "t": self._now()})
             if char.lower() in valid:
-                return char.lower(), typed[-1]["t"], typed
+                return char.lower(), typed
             self._say(f"[human] {char!r} is not an answer: {retry}")
+
+    def discard_typed(self) -> str:
+        """Drop the keys typed so far and not yet read (an answer must come after its question); returns them."""
+        dropped = ""
+        while chunk := self._read_available():
+            dropped += chunk
+        return dropped
+
+    def _ask(self, question: str, valid: str, retry: str) -> tuple[str, float, list[dict]]:
+        answer, typed = self.ask(question, valid, retry)
+        return answer, typed[-1]["t"], typed
 
     def _score(self, success: bool, score: int | None, source: str, answer: str, t: float,
                typed: list[dict]) -> EpisodeScore:

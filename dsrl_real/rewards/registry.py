@@ -12,12 +12,14 @@ from ..config import Config, ConfigError
 from ..tasks import task_spec
 from .base import EpisodeClip, EpisodeScore, ProgressScore, RewardBackend, SimTruthBackend
 from .http import OpenAIVideoQA
+from .human_verifier import KeyboardVerifier, SimulatedHumanVerifier
 from .keyboard import KeyboardOracle
 from .noisy import NoisyBackend
 from .robometer import RobometerBackend
 from .roboreward import RoboRewardBackend, TransformersVideoQA
 from .simulated_human import SimulatedHuman
 from .stand_in import SimRewardModelBackend, StandInParams
+from .verify import VERIFY_MODES, Verifier
 
 BACKENDS = ("sim_truth", "roboreward", "robometer", "human", "sim_human", "sim_truth_noisy", "sim_reward_model")
 SIM_TRUTH_BACKENDS = ("sim_truth", "sim_human", "sim_truth_noisy", "sim_reward_model")  # they label from simulator truth
@@ -136,3 +138,15 @@ def build_reward_backend(cfg: Config, *, name: str | None = None) -> RewardBacke
             return SimulatedHumanOracle(scale=r.human_scale, seed=cfg.run.seed)
         return KeyboardOracle(scale=r.human_scale)
     raise ConfigError(f"Unknown reward.backend '{name}'; choose one of: {', '.join(BACKENDS)}.")
+
+
+def build_verifier(cfg: Config) -> Verifier | None:
+    """Who confirms the backend's claimed successes (reward.verify; verify.py), or None for nobody."""
+    mode = cfg.reward.verify
+    if mode == "none":
+        return None
+    if mode == "sim_human":
+        return SimulatedHumanVerifier(seed=cfg.run.seed)
+    if mode == "human":
+        return KeyboardVerifier()
+    raise ConfigError(f"Unknown reward.verify '{mode}'; choose one of: {', '.join(VERIFY_MODES)}.")

@@ -5,7 +5,8 @@ newest prefix to be scored and polls finished results without waiting; a request
 waiting when a newer one comes is dropped, so the worker always scores the newest prefix. At the
 end of an episode its whole-episode score is a job on the same worker that overlaps the next scene
 reset; the trainer puts the episode in the replay buffer when that score arrives, before the
-learner samples, so a run stays a deterministic function of its seed.
+learner samples, so a run stays a deterministic function of its seed. With reward.verify the same job
+then puts the human's question about that score (verify.py), so their answer, too, is in before the learner samples.
 
 `EpisodeMonitor` is what the control loop calls after every env step: it sends prefix requests,
 feeds results to the stage tracker and success detector, enforces per-stage step limits, and for
@@ -29,8 +30,9 @@ from ..envs.safety import EmergencyStop
 from ..tasks import TaskSpec
 from .base import SUCCESS, EpisodeClip, EpisodeScore, ProgressScore, RewardBackend
 from .detection import StageTracker, SuccessDetector, stage_segments
-from .registry import build_reward_backend
+from .registry import build_reward_backend, build_verifier
 from .shaping import check_form, per_frame, shape_rewards, staged_progress
+from .verify import Verification, Verifier, VerifyPositives, training_score
 
 HUMAN_BACKENDS = ("human", "sim_human")
 END_ON = ("auto", "detector", "env", "time_limit")
@@ -181,17 +183,24 @@ def _run_into(future: Future, fn: Callable, args: tuple) -> None:
 # ---- whole-episode scoring ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ScoredEpisode:
-    score: EpisodeScore
+    score: EpisodeScore  # the label training uses (with verify-positives: after the human's answer)
     rewards: np.ndarray  # one per chunk step
     progress: np.ndarray | None = None  # per frame, dense form only
+    claim: EpisodeScore | None = None  # verify-positives: the backend's own label
+    verification: Verification | None = None  # verify-positives: what the human was asked and said
 
 
 def score_episode(backend: RewardBackend, frames: Mapping[str, list], truth: Sequence, instruction: str, fps: float,
                   form: str, step_frames: Sequence[int], segments: Sequence[tuple[int, str, int, int]],
-                  num_stages: int) -> ScoredEpisode:
-    """The backend's end-of-episode score and, for the dense form, progress over each stage's frames."""
+                  num_stages: int, verify: VerifyPositives | None = None) -> ScoredEpisode:
+    """The backend's end-of-episode score and, for the dense form, progress over each stage's frames; with
+    `verify`, the human's answer about the score, and rewards shaped from the label that results."""
     stacked = {c: np.stack(f) for c, f in frames.items()}
     score = backend.score_episode(EpisodeClip(frames=stacked, instruction=instruction, fps=fps, truth=tuple(truth)))
+    claim = verification = None
+    if verify is not None:
+        verification = verify.check(score, instruction, backend.name, tuple(truth))
+        claim, score = score, training_score(score, verification)
     progress = None
     if form == "dense":
         parts = []
@@ -202,7 +211,8 @@ def score_episode(backend: RewardBackend, frames: Mapping[str, list], truth: Seq
             positions = result.raw.get("frame_indices") if isinstance(result.raw, dict) else None  # Robometer's subsampling
             parts.append((stage, first, last, per_frame(result.progress, last - first + 1, positions)))
         progress = staged_progress(parts, num_stages, step_frames[-1] + 1)
-    return ScoredEpisode(score, shape_rewards(form, score, len(step_frames) - 1, progress, step_frames), progress)
+    return ScoredEpisode(score, shape_rewards(form, score, len(step_frames) - 1, progress, step_frames), progress, claim,
+                         verification)
 
 
 # ---- the per-step monitor ----------------------------------------------------------------------------
@@ -351,10 +361,11 @@ class EpisodeMonitor:
 
 # ---- everything the training loop needs --------------------------------------------------------------
 class RewardRuntime:
-    """The configured backend with its worker, the per-step monitor and the reward shaping."""
+    """The configured backend with its worker, the per-step monitor, the reward shaping and, with
+    reward.verify, who confirms the backend's claimed successes (`verifier`, default: the one the config names)."""
 
     def __init__(self, cfg: Config, task: TaskSpec, fps: float, backend: RewardBackend | None = None,
-                 cameras: Sequence[str] | None = None):
+                 cameras: Sequence[str] | None = None, verifier: Verifier | None = None):
         r = cfg.reward
         if r.camera and cameras is not None and r.camera not in cameras:
             raise ConfigError(f"reward.camera '{r.camera}' is not one of the cameras {list(cameras)}; name one of them or leave it empty.")
@@ -371,6 +382,9 @@ class RewardRuntime:
                                       threshold=r.success_threshold, window=r.success_window,
                                       score_every=r.score_every_steps, stage_max_steps=tuple(r.stage_max_steps))
         self.task, self.fps, self.form = task, fps, r.form
+        verifier = verifier if verifier is not None else build_verifier(cfg)
+        self.verify = None if verifier is None else VerifyPositives(verifier, r.verify_timeout_s, r.verify_failure_fraction,
+                                                                    cfg.run.seed)
 
     @property
     def ends_episodes(self) -> bool:
@@ -382,9 +396,13 @@ class RewardRuntime:
         stages = self.monitor.tracker.stages
         segments = stage_segments(stages, stage_starts, step_frames[-1])
         return self.scorer.submit(score_episode, self.backend, frames, truth, self.task.instruction, self.fps, self.form,
-                                  list(step_frames), segments, len(stages))
+                                  list(step_frames), segments, len(stages), self.verify)
 
     def close(self) -> None:
-        self.scorer.close()
-        if hasattr(self.backend, "close"):
-            self.backend.close()
+        try:
+            self.scorer.close()
+            if hasattr(self.backend, "close"):
+                self.backend.close()
+        finally:
+            if self.verify is not None:
+                self.verify.close()

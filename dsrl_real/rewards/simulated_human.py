@@ -63,6 +63,14 @@ class SimulatedHuman:
         self._type(key)
         return key
 
+    def answer_verify(self, final: TaskStatus, keys: str = "yn") -> str:
+        """Verify-positives: type the first of `keys` (y, s) if the task succeeded, else the second (n, f);
+        with `mislabel_prob`, the other one that often."""
+        wrong = self.mislabel_prob > 0 and self.rng.random() < self.mislabel_prob
+        key = keys[0] if final.success != wrong else keys[1]
+        self._type(key)
+        return key
+
     def close(self) -> None:
         if self._close_fd:
             self._close_fd = False

@@ -1,0 +1,55 @@
+"""The verifiers of verify-positives (verify.py): a person at the keyboard (reward.verify=human) and, in
+simulation, the simulated human typing into the keyboard oracle's pseudo-terminal (reward.verify=sim_human),
+so both answer through the same terminal code: one key, with a deadline."""
+
+from __future__ import annotations
+
+import os
+
+from .keyboard import KeyboardOracle
+from .simulated_human import SimulatedHuman
+from .verify import VerifyRequest
+
+
+class KeyboardVerifier:
+    """Puts the question on the keyboard oracle's terminal (default: this process's, as the human backend
+    finds it). Keys typed before the question are dropped: an answer comes after its question."""
+
+    name = "human"
+
+    def __init__(self, oracle: KeyboardOracle | None = None):
+        self.oracle = oracle if oracle is not None else KeyboardOracle()
+
+    def ask(self, request: VerifyRequest, timeout_s: float) -> str | None:
+        self.oracle.discard_typed()
+        self._answer(request)
+        key, _ = self.oracle.ask(request.question(), request.keys, request.retry(), timeout_s=timeout_s)
+        return key
+
+    def _answer(self, request: VerifyRequest) -> None:
+        """A person answers on their own."""
+
+    def close(self) -> None:
+        self.oracle.close()
+
+
+class SimulatedHumanVerifier(KeyboardVerifier):
+    """The simulated human answers from the simulator's final state, typing into the oracle's terminal."""
+
+    def __init__(self, seed: int = 0, mislabel_prob: float = 0.0):
+        self._output = open(os.devnull, "w")  # noqa: SIM115 - the oracle's prompts; closed in close()
+        oracle, self.human = SimulatedHuman.with_oracle("binary", seed, output=self._output, mislabel_prob=mislabel_prob)
+        super().__init__(oracle)
+
+    def _answer(self, request: VerifyRequest) -> None:
+        if not request.truth:
+            raise ValueError("The simulated human verifies from the simulator's ground truth; use reward.verify=sim_human "
+                             "with robot.kind=sim, or reward.verify=human.")
+        self.human.answer_verify(request.truth[-1], request.keys)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.human.close()
+            self._output.close()
