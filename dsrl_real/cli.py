@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .analysis.audit import audit_table, confusion_tables, main_json, write_audit
-from .analysis.report import actors_table, agreement_lines, report_table, robot_table, write_report
+from .analysis.audit import audit_table, confusion_tables, main_json, verify_lines, write_audit
+from .analysis.report import actors_table, agreement_lines, report_table, robot_table, verify_report_lines, write_report
 from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .bench.learning import TASKS
@@ -241,6 +241,8 @@ def _cmd_audit(args) -> int:
     console.print(audit_table(result))
     for table in confusion_tables(result):
         console.print(table)
+    for line in verify_lines(result):
+        console.print(line)
     print(main_json(result, json_path, png_path))
     return 0
 
@@ -260,12 +262,12 @@ def _cmd_report(args) -> int:
         console.print(robot_table(summary))
         if actors_table(summary) is not None:
             console.print(actors_table(summary))
-    for line in agreement_lines(summary):
+    for line in agreement_lines(summary) + verify_report_lines(summary):
         console.print(line)
     print(json.dumps({"json": str(json_path), "png": str(png_path), "observations": summary["observations"],
                       "robot_time_s": summary["robot_time_s"],
                       "episodes": summary["total"]["episodes"], "success_rate": summary["total"]["success_rate"],
-                      "robot": summary["robot"]}))
+                      "robot": summary["robot"], "verify": summary["verify"]}))
     return 0
 
 

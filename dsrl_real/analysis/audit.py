@@ -15,6 +15,12 @@ For every backend that labelled the same episodes as the reference (the human, b
 An invalid backend label (an unparsable model answer) counts as the trainer used it: failure,
 its reward; it has no score, so it drops out of the MAE. Bootstraps resample episodes with a
 fixed seed, so an audit is repeatable.
+
+A verify-positives run (reward.verify) has human labels only where the human was asked: on the successes
+the backend claimed and the failures drawn for a check. Its audit says so (`verify_positives`) and reports
+what those answers measure (analysis/verify_summary.py): the backend's precision and false-positive share
+among its claimed successes, and its false-negative share among the checked failures. The other metrics
+are over the asked episodes only, so the claimed successes dominate them.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UserError
+from ..recording.labels import TRAINING_LABEL
 from ..recording.layout import write_json
 from ..recording.reader import RecordedRun
-from ..rollout import wilson_interval
+from ..rollout import rate
 from .metrics import save_figure
 from .run_dir import find_run
+from .verify_summary import verify_summary
 
 REFERENCE = "human"
 RESAMPLES = 2000
@@ -104,10 +112,6 @@ def bootstrap_interval(statistic: Callable[..., float], arrays: Sequence[np.ndar
     if not values:
         return None
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-
-
-def rate(count: int, n: int) -> dict[str, Any]:
-    return {"value": count / n if n else None, "ci95": list(wilson_interval(count, n)) if n else None, "count": count, "n": n}
 
 
 # ---- labels -------------------------------------------------------------------------------------
@@ -200,10 +204,14 @@ def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = 
     run = RecordedRun(run_dir)
     records = [r for r in run.records if not r.get("partial")]
     labelled = [r for r in records if usable_reference(r.get("labels", {}).get(reference))]
+    trained = [r["labels"][TRAINING_LABEL] for r in records if "verify" in r.get("labels", {}).get(TRAINING_LABEL, {})]
     if not labelled:
+        if trained:
+            raise AuditError(f"The run '{run_dir}' verifies positives, and the human has answered none of its "
+                             f"{len(records)} complete episodes' questions yet; audit it once they have.")
         raise AuditError(f"The run '{run_dir}' has no {reference} labels in its {len(records)} complete episodes; record a "
                          f"human-oracle run (the human labels every episode) to audit reward backends against.")
-    backends = sorted({name for r in labelled for name in r["labels"] if name != reference})
+    backends = sorted({name for r in labelled for name in r["labels"] if name not in (reference, TRAINING_LABEL)})
     if not backends:
         raise AuditError(f"The run '{run_dir}' has {reference} labels but no other backend's labels; run the learned "
                          f"backends in shadow mode next to the {reference} to audit them.")
@@ -213,7 +221,24 @@ def audit_run(run_dir: str | Path, reference: str = REFERENCE, resamples: int = 
     for name in backends:
         pairs = [(r["labels"][reference], r["labels"][name]) for r in labelled if name in r["labels"]]
         result["backends"][name] = audit_pairs(pairs, resamples, seed)
+    if trained:
+        result["verify_positives"] = verify_summary(trained, backend=trained[-1]["backend"])
     return result
+
+
+def verify_lines(result: dict) -> list[str]:
+    """A verify-positives run's audit in words (nothing for other runs)."""
+    v = result.get("verify_positives")
+    if v is None:
+        return []
+    lines = [f"A verify-positives run: the {result['reference']} labelled only the successes {v['backend']} claimed and "
+             f"the failures drawn for a check ({v['needed_human']} of {v['episodes']} episodes asked, {v['unverified']} "
+             "unanswered), so the table's figures cover those episodes only."]
+    fp, precision, fn = v["false_positive_share"], v["precision"], v["false_negative_share"]
+    lines.append(f"  {v['backend']}: precision {_fmt(precision, percent=True)}, false-positive share "
+                 f"{_fmt(fp, percent=True)} ({fp['count']} of {fp['n']} claimed successes rejected)"
+                 + (f", false-negative share {_fmt(fn, percent=True)} ({fn['count']} of {fn['n']} checked failures)" if fn["n"] else ""))
+    return lines
 
 
 # ---- presentation -------------------------------------------------------------------------------
@@ -235,7 +260,8 @@ def problems_caption(problems: list[str]):
 
 
 def audit_table(result: dict):
-    table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes, 95% CI)",
+    scope = ", the asked ones of a verify-positives run" if "verify_positives" in result else ""
+    table = Table(title=f"Reward backends against the {result['reference']} ({result['labelled_episodes']} labelled episodes{scope}, 95% CI)",
                   caption=problems_caption(result.get("file_problems", [])), caption_justify="left")
     for column in ("backend", "episodes", "MAE (1-5)", "false pos.", "false neg.", "Kendall tau", "pairwise acc.", "invalid"):
         table.add_column(column, justify="left" if column == "backend" else "right")
@@ -318,6 +344,10 @@ def summary(result: dict) -> dict[str, Any]:
 
 
 def main_json(result: dict, json_path: Path, png_path: Path) -> str:
-    return json.dumps({"reference": result["reference"], "labelled_episodes": result["labelled_episodes"],
-                       "json": str(json_path), "png": str(png_path), "backends": summary(result),
-                       "file_problems": result.get("file_problems", [])})
+    out = {"reference": result["reference"], "labelled_episodes": result["labelled_episodes"],
+           "json": str(json_path), "png": str(png_path), "backends": summary(result), "file_problems": result.get("file_problems", [])}
+    if "verify_positives" in result:
+        v = result["verify_positives"]
+        out["verify_positives"] = {k: v[k] for k in ("backend", "episodes", "needed_human", "verified", "unverified", "rejected")}
+        out["verify_positives"].update({k: v[k]["value"] for k in ("precision", "false_positive_share", "false_negative_share")})
+    return json.dumps(out)

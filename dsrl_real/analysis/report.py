@@ -1,7 +1,8 @@
 """`dsrl-real report RUN_DIR`: what a run did, from its metrics (metrics.jsonl) and its recorded
 episodes: the learning curve, success over time per episode kind, the reward backends' agreement
-with the human (the audit's summary), robot time used and safety interventions, and how long the
-robot waited for the learner (robot_idle.py)."""
+with the human (the audit's summary), robot time used and safety interventions, how long the
+robot waited for the learner (robot_idle.py) and, for a verify-positives run, what the human's answers
+measured of the reward backend (verify_summary.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .audit import summary as audit_summary
 from .metrics import save_figure
 from .robot_idle import robot_summary
 from .run_dir import find_run
+from .verify_summary import verify_line, verify_summary
 
 ROLLING_WINDOW = 10
 AUDIT_RESAMPLES = 1000
@@ -76,6 +78,7 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
     out["training_episodes"] = [{"env_steps": r["step"], "reward": r.get("reward"), "success": r.get("success")}
                                 for r in metrics if r.get("kind") == "episode"]
     out["robot"] = robot_summary(metrics)  # None for a run without the fields
+    out["verify"] = run_verify_summary(metrics)  # None for a run without verify-positives
     run = RecordedRun(run_dir) if is_recording(run_dir) else None
     records = run.records if run is not None else []
     # What the run observed (the trainer's label; with object_state it says "privileged, simulation only"); None
@@ -109,13 +112,36 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
     if records:
         try:
             audit = audit_run(run_dir, resamples=AUDIT_RESAMPLES, check_files=False)
-            out["agreement"] = {"reference": audit["reference"], "labelled_episodes": audit["labelled_episodes"],
-                                "backends": audit_summary(audit)}
+            if "verify_positives" in audit:  # human labels only where a claim was checked: no agreement to speak of
+                out["agreement"] = {"note": "A verify-positives run: the human labelled only the episodes they were asked "
+                                            "about, so the agreement figures are left to `dsrl-real audit`; the "
+                                            "verify-positives line gives what their answers measured."}
+            else:
+                out["agreement"] = {"reference": audit["reference"], "labelled_episodes": audit["labelled_episodes"],
+                                    "backends": audit_summary(audit)}
         except AuditError as err:
             out["agreement"] = {"note": str(err)}
     else:
         out["agreement"] = {"note": "No recorded episodes, so no labels to compare."}
     return out
+
+
+def run_verify_summary(metrics: list[dict]) -> dict | None:
+    """verify_summary over the episode records' verifications, with the run's threshold and backend (None without)."""
+    episodes = [r for r in metrics if r.get("kind") == "episode" and "verification" in r]
+    if not episodes:
+        return None
+    last = episodes[-1].get("verify_summary", {})
+    return verify_summary([r["verification"] for r in episodes], last.get("warn_false_positive_rate"),
+                          last.get("backend", "the reward backend"))
+
+
+def verify_report_lines(summary: dict) -> list[str]:
+    """A verify-positives run's numbers and, past the threshold, its warning (nothing for other runs)."""
+    v = summary.get("verify")
+    if v is None:
+        return []
+    return [f"Verify positives ({v['backend']}): {verify_line(v)}."] + ([v["warning"]] if v["warning"] else [])
 
 
 def report_table(summary: dict):

@@ -1,5 +1,10 @@
 """Episode labels from any number of reward backends (the human's included), as plain dicts:
-`{"score": 1-5 or None, "success": bool, "reward": float, "valid": bool, "raw": ...}`."""
+`{"score": 1-5 or None, "success": bool, "reward": float, "valid": bool, "raw": ...}`.
+
+A verify-positives run (reward.verify, rewards/verify.py) records three: the backend's own label under its
+name, the human's answer as "human" where they answered (raw: {"verify": "claimed_success" or
+"failure_check", "answer": the key}), and "training", the label training used, which says how it came
+about ("verified": true, the human answered; false, asked but no answer in time; null, not asked)."""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ from typing import Any
 
 from ..rewards.base import EpisodeClip, RewardBackend
 from ..rewards.scoring import HUMAN_BACKENDS, ScoredEpisode
+from ..rewards.verify import training_flags
 from .layout import jsonable
 
 HUMAN_LABEL = "human"
+TRAINING_LABEL = "training"  # verify-positives runs: the label training used
 
 
 def score_label(score: Any) -> dict[str, Any]:
@@ -50,6 +57,20 @@ def episode_label(scored: ScoredEpisode) -> dict[str, Any]:
     if scored.progress is not None:
         label["progress"] = [float(p) for p in scored.progress]
     return label
+
+
+def verified_labels(scored: ScoredEpisode, backend: str, terminated: bool, truncated: bool) -> dict[str, dict[str, Any]]:
+    """A verify-positives episode's labels: the backend's claim (named `backend`), the human's answer (if any)
+    and the training label, with the episode's end flags as it trained (`terminated`, `truncated`: as it ended)."""
+    v = scored.verification
+    labels = {backend: score_label(scored.claim)}
+    if v.success is not None:
+        labels[HUMAN_LABEL] = {"score": None, "success": v.success, "reward": float(v.success), "valid": True,
+                               "raw": {"verify": v.asked, "answer": v.answer, "seconds": v.seconds}}
+    terminated, truncated = training_flags(terminated, truncated, v)
+    labels[TRAINING_LABEL] = {**score_label(scored.score), **v.fields(), "backend": backend,
+                              "terminated": terminated, "truncated": truncated}
+    return labels
 
 
 def invalid_label(err: BaseException) -> dict[str, Any]:

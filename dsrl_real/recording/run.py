@@ -38,7 +38,8 @@ def run_meta(cfg: Config, label: str, algorithm: str, shadows: Sequence[str], ch
     """meta/run.json's caller part: what produced the episodes."""
     return {"robot_type": "franka" if cfg.robot.kind == "franka" else cfg.robot.robot_model, "robot_kind": cfg.robot.kind,
             "task": cfg.task.name, "reward_backend": cfg.reward.backend, "reward_label": label, "reward_form": cfg.reward.form,
-            "shadow": list(shadows), "algorithm": algorithm, "chunk_size": chunk_size, "seed": cfg.run.seed}
+            "shadow": list(shadows), "algorithm": algorithm, "chunk_size": chunk_size, "seed": cfg.run.seed,
+            "verify": cfg.reward.verify}
 
 
 class RunRecording:
@@ -78,17 +79,22 @@ class RunRecording:
                         to_label: Callable[[Any], dict] = lambda label: label) -> None:
         """Add `name`'s label to sealed episode `index` once `future` completes (at once if it has);
         a score that failed is recorded as an invalid label with its error."""
+        self.labels_when_done(index, name, future, lambda result: {name: to_label(result)})
+
+    def labels_when_done(self, index: int, name: str, future: Future, to_labels: Callable[[Any], dict[str, dict]]) -> None:
+        """As `label_when_done`, for several labels from one result (`to_labels`: name -> label); a score
+        that failed is recorded as `name`'s invalid label."""
         with self._pending:
             self._outstanding += 1
 
         def write(done: Future) -> None:
             try:
                 try:
-                    label = to_label(done.result())
+                    labels = to_labels(done.result())
                 except BaseException as err:  # noqa: BLE001 - the trainer raises it; the record keeps it
-                    label = invalid_label(err)
+                    labels = {name: invalid_label(err)}
                 with self._lock:
-                    self.recorder.update_labels(index, {name: label})
+                    self.recorder.update_labels(index, labels)
             except Exception as err:  # noqa: BLE001 - a scoring worker must survive a failed write
                 log.error(f"Could not write the {name} label of recorded episode {index} into {self.recorder.run_dir} ({err}).")
             finally:

@@ -1,7 +1,9 @@
 """Seeding (train.seed_runs): the complete episodes of earlier recorded runs as replay-buffer
 episodes, regrouped into chunk steps with their recorded noise (none: the transitions are masked
 for SAC, usable by DSRL-NA) and rewards re-shaped by reward.form from the recorded label of the
-current primary backend, or, without one, the recorded per-step rewards.
+current primary backend, or, without one, the recorded per-step rewards. `label` may name several labels,
+the first an episode has counting: a verify-positives run reads its training label first (labels.py), whose
+end flags, where a human rejected a success, replace the recorded ones.
 
 A run's own training episodes come back the same way (`own_episodes`): learner.mode=ray takes the
 episodes a restarted learner had not acknowledged from the recording (train/recovery.py)."""
@@ -46,8 +48,13 @@ def _open(run_dir: str | Path, where: str, observation_space) -> tuple[RecordedR
     return run, bool(cameras)
 
 
+def _label(labels: dict, names: str | tuple[str, ...]) -> dict | None:
+    """The first of the labels `names` that `labels` holds (None if none)."""
+    return next((labels[n] for n in ((names,) if isinstance(names, str) else names) if n in labels), None)
+
+
 def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
-                     label: str, form: str) -> Iterator[dict[str, Any]]:
+                     label: str | tuple[str, ...], form: str) -> Iterator[dict[str, Any]]:
     """The complete episodes of a recorded run as `ReplayBuffer.add_episode` arguments (without the
     features): observations at every chunk step and the final one, noise (None when not recorded),
     chunks, rewards, terminated, truncated."""
@@ -60,7 +67,7 @@ def seed_transitions(run_dir: str | Path, *, observation_space, noise_shape: tup
 
 
 def own_episodes(run_dir: str | Path, numbers: list[int], *, observation_space, noise_shape: tuple[int, ...],
-                 chunk_shape: tuple[int, ...], label: str, form: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+                 chunk_shape: tuple[int, ...], label: str | tuple[str, ...], form: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """A run's own training episodes numbered `numbers` (their train_episode; of several recorded with one
     number, as a resumed run re-runs the episodes after its checkpoint, the last), in that order, each as
     (number, `seed_transitions`' arrays); the arrays are None for an episode whose `label` is not written
@@ -74,7 +81,7 @@ def own_episodes(run_dir: str | Path, numbers: list[int], *, observation_space, 
         if record is None:
             raise RecordingError(f"{where} holds no recording of its training episode {number}, which the learner never "
                                  "acknowledged; run again with --resume to continue from the last checkpoint.")
-        if label not in (record.get("labels") or {}):
+        if _label(record.get("labels") or {}, label) is None:
             yield number, None
             return
         arrays = _transitions(run.episode(record["episode_index"], images=images), where, observation_space, noise_shape,
@@ -86,7 +93,7 @@ def own_episodes(run_dir: str | Path, numbers: list[int], *, observation_space, 
 
 
 def _transitions(episode, where: str, observation_space, noise_shape: tuple[int, ...], chunk_shape: tuple[int, ...],
-                 label: str, form: str) -> dict[str, Any] | None:
+                 label: str | tuple[str, ...], form: str) -> dict[str, Any] | None:
     """One recorded episode as `seed_transitions` gives it; None when it has no step or no final observation."""
     spaces = observation_space.spaces
     if not len(episode):
@@ -108,9 +115,11 @@ def _transitions(episode, where: str, observation_space, noise_shape: tuple[int,
     if chunks.shape[1:] != tuple(chunk_shape):
         raise ConfigError(f"{where} recorded chunks of shape {chunks.shape[1:]}; this run's are {tuple(chunk_shape)}.")
     starts = _chunk_starts(len(episode), episode.noise, chunk_shape[0])
+    chosen = _label(episode.labels, label)
+    flags = chosen if chosen is not None and "terminated" in chosen else steps  # a training label's flags, as it trained
     return {"observations": steps["observations"], "noise": noise, "chunks": chunks,
-            "rewards": seed_rewards(episode.labels.get(label), form, starts + [len(episode)], steps["rewards"]),
-            "terminated": steps["terminated"], "truncated": steps["truncated"]}
+            "rewards": seed_rewards(chosen, form, starts + [len(episode)], steps["rewards"]),
+            "terminated": bool(flags["terminated"]), "truncated": bool(flags["truncated"])}
 
 
 def seed_rewards(label: dict | None, form: str, step_frames: list[int], recorded: np.ndarray) -> np.ndarray:

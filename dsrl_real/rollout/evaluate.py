@@ -20,6 +20,11 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def rate(count: int, n: int) -> dict:
+    """`count` of `n` as a rate with its 95% Wilson interval (value and interval None when `n` is 0)."""
+    return {"value": count / n if n else None, "ci95": list(wilson_interval(count, n)) if n else None, "count": count, "n": n}
+
+
 def success_summary(successes: int, trials: int) -> dict:
     """Success rate with its 95% Wilson interval, as benchmarks and evaluations report it."""
     return {"success_rate": successes / max(trials, 1), "ci95": [round(x, 3) for x in wilson_interval(successes, trials)],

@@ -88,6 +88,9 @@ def run_chunk_episode(env: RobotEnv, policy: BasePolicy, features: FeatureFn, ch
 
 
 def episode_success(ep: ChunkEpisode, scored) -> bool:
-    """An episode's success: the simulator's truth where there is one, else the reward backend's (`scored`,
-    a ScoredEpisode) or the env's."""
-    return ep.success if ep.truth else bool(scored.score.success or ep.success)
+    """An episode's success: the simulator's truth where there is one, else the human's verify answer (in
+    `scored`, a ScoredEpisode), else the reward backend's or the env's."""
+    if ep.truth:
+        return ep.success
+    said = scored.verification.success if scored.verification is not None else None
+    return said if said is not None else bool(scored.score.success or ep.success)

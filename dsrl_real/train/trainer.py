@@ -31,6 +31,11 @@ acknowledged (recovery.py).
 Every episode (warm start, training, evaluation) is recorded into train.out_dir as it runs, shadow
 backends (reward.shadow) label each one beside the primary backend, and train.seed_runs put earlier
 recorded runs into the replay buffer first: see recording/run.py, shadows.py and seeding.py.
+
+With reward.verify a human confirms or rejects each success the backend claims (rewards/verify.py): the
+episode trains on their answer, the recording keeps the backend's label, the human's and the training label
+(recording/labels.py), and the progress line and the episode records carry the running counts, the
+backend's false-positive share among them (analysis/verify_summary.py).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import numpy as np
 from ..agents.dsrl import DSRLAgent
 from ..analysis.metrics import MetricsLogger, plot_learning_curve
 from ..analysis.robot_idle import progress_line, robot_fields
+from ..analysis.verify_summary import VerifyTally, verify_line
 from ..config import Config, ConfigError
 from ..config.observations import observation_label
 from ..data import replay_files
@@ -60,13 +66,14 @@ from ..policies import BasePolicy, load_base_policy
 from ..policies.action_space import ActionSpacePolicy
 from ..policies.checkpoint import CheckpointError, check_fits
 from ..recording import EpisodeRecording, RunRecorder
-from ..recording.labels import episode_label, label_name
+from ..recording.labels import TRAINING_LABEL, episode_label, label_name, verified_labels
 from ..recording.run import RunRecording, run_meta
 from ..recording.seeding import own_episodes, seed_transitions
 from ..recording.shadows import ShadowScorers
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
 from ..rewards.scoring import RewardRuntime, ScoredEpisode
+from ..rewards.verify import Verifier, training_flags
 from ..rollout import EVAL_SEED, gaussian_noise, success_summary
 from ..runlock import RunLock
 from ..storage import write_atomic
@@ -103,7 +110,7 @@ class PendingEpisode:
 # ---- the trainer ---------------------------------------------------------------------------------
 class DSRLTrainer:
     def __init__(self, cfg: Config, env: RobotEnv | None = None, policy: BasePolicy | None = None,
-                 reward_backend: RewardBackend | None = None):
+                 reward_backend: RewardBackend | None = None, verifier: Verifier | None = None):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
         self.base_eval: dict[str, Any] | None = None  # the step-0 evaluation of the base policy, once run
@@ -129,9 +136,12 @@ class DSRLTrainer:
         self.buffer = ReplayBuffer(cfg.train.buffer_capacity, cfg.train.buffer_segment_slots)
         self.buffer_keys = self._buffer_keys()
         self.rewards = RewardRuntime(cfg, self.env.task, self.env.control_hz, reward_backend or build_reward_backend(cfg),
-                                     cameras=[cam.name for cam in self.env.cameras])
+                                     cameras=[cam.name for cam in self.env.cameras], verifier=verifier)
         self.reward_backend = self.rewards.backend
         self.reward_label = label_name(self.reward_backend)  # its labels' name in the recording
+        # the labels training reads back (recovery, seeding): with verify-positives the training label first
+        self.trained_label = (TRAINING_LABEL, self.reward_label) if self.rewards.verify is not None else self.reward_label
+        self.verify_tally = VerifyTally(self.reward_label, cfg.reward.verify_warn_false_positive_rate)
         try:
             self.shadows = ShadowScorers.from_config(cfg, self.reward_backend, build_reward_backend)
         except BaseException:
@@ -197,10 +207,12 @@ class DSRLTrainer:
         self.buffer.add_episode(**self.transitions(ep, scored))
 
     def transitions(self, ep: ChunkEpisode, scored: ScoredEpisode) -> dict[str, Any]:
-        """The episode as the replay buffer takes it (`ReplayBuffer.add_episode`'s arguments)."""
+        """The episode as the replay buffer takes it (`ReplayBuffer.add_episode`'s arguments); a success the
+        human rejected (verify-positives) ends as a failure."""
+        terminated, truncated = training_flags(ep.terminated, ep.truncated, scored.verification)
         return dict(observations={k: np.stack(v) for k, v in ep.observations.items() if k in self.buffer_keys},
                     features=np.stack(ep.features), noise=np.stack(ep.noise), chunks=np.stack(ep.chunks), rewards=scored.rewards,
-                    terminated=ep.terminated, truncated=ep.truncated)
+                    terminated=terminated, truncated=truncated)
 
     def _recorded_arrays(self, ep: dict[str, Any]) -> dict[str, Any]:
         """A recorded episode (seeding.py's arrays) as the replay buffer takes it: the buffer's observations and the features."""
@@ -213,7 +225,7 @@ class DSRLTrainer:
         not acknowledged them (recovery.py): (number, the arrays, or None while its reward label is on the way)."""
         for number, ep in own_episodes(self.out_dir, numbers, observation_space=self.env.observation_space,
                                        noise_shape=self.policy.noise_shape, chunk_shape=(self.policy.chunk_size, self.policy.action_dim),
-                                       label=self.reward_label, form=self.cfg.reward.form):
+                                       label=self.trained_label, form=self.cfg.reward.form):
             yield number, None if ep is None else self._recorded_arrays(ep)
 
     def _wait_for_labels(self, timeout: float) -> bool:
@@ -225,7 +237,7 @@ class DSRLTrainer:
         episodes = transitions = 0
         for run_dir in self.cfg.train.seed_runs:
             for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
-                                       chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.reward_label,
+                                       chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.trained_label,
                                        form=self.cfg.reward.form):
                 arrays = self._recorded_arrays(ep)
                 if self.link is None:
@@ -243,7 +255,8 @@ class DSRLTrainer:
         """Open the run folder's recorder (train.record) unless it is open; True if this call opened it."""
         if self._recording is not None or not self.cfg.train.record:
             return False
-        meta = {**run_meta(self.cfg, self.reward_label, self.label, self.shadows.names, self.policy.chunk_size),
+        label = TRAINING_LABEL if self.rewards.verify is not None else self.reward_label
+        meta = {**run_meta(self.cfg, label, self.label, self.shadows.names, self.policy.chunk_size),
                 "observations": self.observations}
         self._recording = RunRecording(self.out_dir, [cam.name for cam in self.env.cameras], self.env.control_hz, meta,
                                        run_lock=self._run_lock)
@@ -278,7 +291,10 @@ class DSRLTrainer:
         for the episodes it rewards) and every shadow backend's."""
         if index is None:
             return
-        if scored is not None:
+        if scored is not None and self.rewards.verify is not None:  # the backend's label, the human's and the training label
+            self._recording.labels_when_done(index, self.reward_label, scored,
+                                             lambda s: verified_labels(s, self.reward_label, ep.terminated, ep.truncated))
+        elif scored is not None:
             self._recording.label_when_done(index, self.reward_label, scored, episode_label)
         for name, future in self.shadows.submit(ep.frames, ep.truth, self.env.task.instruction, self.env.control_hz).items():
             self._recording.label_when_done(index, name, future)
@@ -496,6 +512,8 @@ class DSRLTrainer:
         self.logger = MetricsLogger(self.out_dir, cfg.wandb, config=dataclasses.asdict(self.cfg))
         if resume:
             self.logger.ensure_logged(self._restored_records)
+            self.verify_tally = VerifyTally(self.reward_label, self.cfg.reward.verify_warn_false_positive_rate,
+                                            [r["verification"] for r in self.logger.records("episode") if "verification" in r])
         task = progress.add_task(f"{self.label}", total=cfg.env_steps, completed=self.env_steps) if progress else None
         self._pending = None  # (re)started: nothing waits for the buffer
         try:
@@ -546,9 +564,12 @@ class DSRLTrainer:
                     if self.env_steps < cfg.env_steps:  # at the budget's end the final evaluation follows at once
                         self._log_eval()
                 if progress:
-                    progress.update(task, completed=min(self.env_steps, cfg.env_steps),
-                                    description=progress_line(self.label, {**self._pending.robot, **(self.link.throughput if self.link else {})},
-                                                             ray=self.link is not None))
+                    line = progress_line(self.label, {**self._pending.robot, **(self.link.throughput if self.link else {})},
+                                         ray=self.link is not None)
+                    if self.rewards.verify is not None:
+                        summary = self.verify_tally.summary
+                        line = f"{line} · {verify_line(summary)}" + (f" · {summary['warning']}" if summary["warning"] else "")
+                    progress.update(task, completed=min(self.env_steps, cfg.env_steps), description=line)
             if self.fleet is not None:  # the budget is this robot's: the simulated actors end with it
                 self.fleet.stop()
             self._finish_episodes(max_lag=0, wait_s=self.cfg.learner.wait_s)
@@ -706,12 +727,22 @@ class DSRLTrainer:
     def _episode_record(self, finished: PendingEpisode, scored: ScoredEpisode, metrics: dict) -> dict:
         ep = finished.ep
         record = {} if finished.record is None else {"record": finished.record}
+        if scored.verification is not None:
+            record.update(verification=scored.verification.fields(), verify_summary=self._count_verification(scored))
         return MetricsLogger.record("episode", finished.env_steps, episode=finished.index, reward=scored.score.reward,
                                     episode_return=float(np.sum(scored.rewards)),
                                     success=episode_success(ep, scored),
                                     length=ep.env_steps, warm_start=finished.warm_start, end=ep.end_reason,
                                     detected_success=ep.detected_success, stage=len(ep.stage_starts) - 1,
                                     reward_wait_s=round(ep.reward_wait_s, 4), **record, **metrics)
+
+    def _count_verification(self, scored: ScoredEpisode) -> dict:
+        """Add the episode's verification to the run's counts (logging the warning whenever it starts to apply)."""
+        warned = self.verify_tally.summary["warning"] is not None
+        summary = self.verify_tally.add(scored.verification.fields())
+        if summary["warning"] and not warned:
+            log.warning(summary["warning"])
+        return summary
 
     def _settle(self, out: dict) -> None:
         """After a learner cycle that succeeded: log the records a checkpoint made safe, and keep the
