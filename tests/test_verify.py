@@ -223,7 +223,9 @@ def test_a_claimed_success_rejected_by_a_key_trains_as_a_failure(verified_run):
     assert last["false_negative_share"]["n"] == 0 and last["precision"]["value"] == 1 / 3
     assert last["warning"].startswith("The human rejected 2 of the 3 successes claims claimed, a false-positive share of 67% (95% CI")
     assert records[1]["verify_summary"]["warning"] is None  # 1 of 2 rejected: 50%, not past the threshold
-    assert verify_line(last) == ("verified 3 (1 unanswered) · rejected 2/3 claimed, FP 67% [21%-94%] · human 4/4 episodes")
+    assert verify_line(last) == ("verified 3 (1 unanswered) · rejected 2/3 claimed, FP 67% [21%-94%] · human 4/4 episodes · "
+                                 "WARNING: false positives above 50%")
+    assert verify_line(records[1]["verify_summary"]) == "verified 2 · rejected 1/2 claimed, FP 50% [9%-91%] · human 2/2 episodes"
 
 
 def test_the_recording_keeps_the_backends_label_the_humans_answer_and_the_training_label(verified_run):
@@ -294,6 +296,8 @@ def test_the_simulated_human_rejects_a_noisy_backends_false_successes_and_the_ru
     last = records[-1]["verify_summary"]
     assert (last["rejected"], last["claimed_successes"], last["failure_checks"], last["needed_human"]) == (sum(claims), sum(claims), 8 - sum(claims), 8)
     assert last["false_positive_share"]["value"] == 1.0 and last["false_negative_share"]["value"] == 0.0
+    low, high = wilson_interval(0, 8 - sum(claims))
+    assert f" · FN 0% [{low:.0%}-{high:.0%}] of {8 - sum(claims)} checked · human 8/8 episodes · WARNING" in verify_line(last)
     warnings = [m.getMessage() for m in caplog.records if m.getMessage().startswith("The human rejected")]
     assert warnings == [records[claims.index(True)]["verify_summary"]["warning"]]  # once, when it first applied
     result = audit_run(tmp_path / "run", resamples=20)

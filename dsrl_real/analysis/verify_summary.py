@@ -59,7 +59,8 @@ def _share(metric: dict) -> str:
 
 def verify_line(summary: dict) -> str:
     """The numbers in one line: verified, rejected, the false-positive share (and the false-negative one when
-    failures were checked), the episodes that needed a human."""
+    failures were checked), the episodes that needed a human, and past the threshold a short warning (the
+    whole sentence is the summary's `warning`)."""
     line = f"verified {summary['verified']}"
     if summary["unverified"]:
         line += f" ({summary['unverified']} unanswered)"
@@ -68,7 +69,10 @@ def verify_line(summary: dict) -> str:
     fn = summary["false_negative_share"]
     if fn["n"]:
         line += f" · FN {_share(fn)} of {fn['n']} checked"
-    return line + f" · human {summary['needed_human']}/{summary['episodes']} episodes"
+    line += f" · human {summary['needed_human']}/{summary['episodes']} episodes"
+    if summary["warning"]:
+        line += f" · WARNING: false positives above {summary['warn_false_positive_rate']:.0%}"
+    return line
 
 
 class VerifyTally:

@@ -566,9 +566,8 @@ class DSRLTrainer:
                 if progress:
                     line = progress_line(self.label, {**self._pending.robot, **(self.link.throughput if self.link else {})},
                                          ray=self.link is not None)
-                    if self.rewards.verify is not None:
-                        summary = self.verify_tally.summary
-                        line = f"{line} · {verify_line(summary)}" + (f" · {summary['warning']}" if summary["warning"] else "")
+                    if self.rewards.verify is not None:  # past the threshold the line warns; the log has the sentence
+                        line = f"{line} · {verify_line(self.verify_tally.summary)}"
                     progress.update(task, completed=min(self.env_steps, cfg.env_steps), description=line)
             if self.fleet is not None:  # the budget is this robot's: the simulated actors end with it
                 self.fleet.stop()
