@@ -3,7 +3,7 @@
 import pytest
 
 from dsrl_real.analysis.metrics import plot_seed_curves
-from dsrl_real.analysis.seeds import curve_grid, curve_over_seeds, over_seeds, t_interval
+from dsrl_real.analysis.seeds import curve_grid, curve_over_seeds, over_seeds, paired_difference, t_interval
 
 
 @pytest.mark.parametrize(("rates", "interval"), [
@@ -18,6 +18,16 @@ from dsrl_real.analysis.seeds import curve_grid, curve_over_seeds, over_seeds, t
 ])
 def test_the_interval_over_seeds_is_students_t_on_their_final_rates(rates, interval):
     assert t_interval(rates) == interval
+
+
+def test_the_difference_of_two_settings_is_paired_by_seed_on_the_seeds_both_have_and_its_interval_may_go_below_zero():
+    # seed 7 has no reference run: left out. Differences -0.2, -0.3, -0.2: mean -0.2333, s.d. 0.0577, -+ 0.1434
+    rates, reference = {"0": 0.6, "1": 0.4, "2": 0.7, "7": 0.1}, {"2": 0.9, "0": 0.8, "1": 0.7}
+    assert paired_difference(rates, reference) == {"per_seed": {"0": -0.2, "1": -0.3, "2": -0.2}, "mean": -0.2333,
+                                                   "ci95_over_seeds": [-0.377, -0.09], "n_seeds": 3}
+    assert paired_difference({"0": 0.1}, {"0": 0.9}) == {"per_seed": {"0": -0.8}, "mean": -0.8, "ci95_over_seeds": None, "n_seeds": 1}
+    assert paired_difference({"0": 0.1}, {}) == {"per_seed": {}, "mean": None, "ci95_over_seeds": None, "n_seeds": 0}
+    assert t_interval([-0.9, 0.9], bounds=(-1.0, 1.0)) == [-1.0, 1.0]
 
 
 def test_over_seeds_keeps_each_seed_in_seed_order_with_the_mean_and_the_t_interval():

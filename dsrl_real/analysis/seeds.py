@@ -1,5 +1,6 @@
 """Results over seeds: each seed's final success rate is one sample; their mean, a Student t 95 %
-interval over them, and learning curves as mean ± standard deviation across seeds."""
+interval over them, the difference of two settings paired by seed, and learning curves as mean ±
+standard deviation across seeds."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> list[float] | None:
-    """The Student t interval for the mean of `values` (n - 1 degrees of freedom), clipped to [0, 1]
-    since the values are success rates and rounded to 3 places; None for fewer than two values."""
+def t_interval(values: Sequence[float], confidence: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)) -> list[float] | None:
+    """The Student t interval for the mean of `values` (n - 1 degrees of freedom), clipped to `bounds`
+    (success rates: [0, 1]; differences of rates: [-1, 1]) and rounded to 3 places; None for fewer than two values."""
     n = len(values)
     if n < 2:
         return None
@@ -18,7 +19,7 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> list[float]
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
-    return [round(max(0.0, mean - half), 3), round(min(1.0, mean + half), 3)]
+    return [round(max(bounds[0], mean - half), 3), round(min(bounds[1], mean + half), 3)]
 
 
 def over_seeds(per_seed: Mapping[str, Mapping]) -> dict:
@@ -27,6 +28,17 @@ def over_seeds(per_seed: Mapping[str, Mapping]) -> dict:
     return {"per_seed": {k: dict(per_seed[k]) for k in sorted(per_seed, key=int)},
             "mean": round(sum(rates) / len(rates), 4) if rates else None,
             "ci95_over_seeds": t_interval(rates), "n_seeds": len(rates)}
+
+
+def paired_difference(rates: Mapping[str, float], reference: Mapping[str, float]) -> dict:
+    """`rates` minus `reference` (each seed's final success rate, by seed) on the seeds both have: per seed,
+    their mean and a Student t 95 % interval over those differences (clipped to [-1, 1]). Pairing by seed takes
+    out what a seed's runs share across settings (its scenes and random streams)."""
+    common = sorted(set(rates) & set(reference), key=int)
+    differences = {s: round(float(rates[s]) - float(reference[s]), 4) for s in common}
+    values = list(differences.values())
+    return {"per_seed": differences, "mean": round(sum(values) / len(values), 4) if values else None,
+            "ci95_over_seeds": t_interval(values, bounds=(-1.0, 1.0)), "n_seeds": len(values)}
 
 
 def curve_grid(budget: int, every: int) -> list[int]:
