@@ -1,4 +1,5 @@
-"""`dsrl-real bench learning`: DSRL-SAC, DSRL-NA and action-space SAC on a simulated task over several seeds."""
+"""`dsrl-real bench learning`: DSRL-SAC, DSRL-NA and action-space SAC on a simulated task over several seeds;
+and the driver it shares with `bench reward-trust` (`run_seed_bench`, `merge_seed_bench`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,58 @@ from ..config.observations import OBSERVATIONS, observation_overrides
 from ..errors import UserError
 from .learning_base import ensure_base, policy_file
 from .learning_report import build_report, merged_wall_s, write_report
-from .learning_runs import ALGORITHMS, RunSpec, finished, run_all
+from .learning_runs import ALGORITHMS, LEARNING, RunSpec, SeedBench, finished, run_all
 
 DEFAULT_OUT = "runs/bench-learning"
 TASKS = ("monkey", "drawer")
 DEFAULT_SEEDS = (0, 1, 2)
+
+
+def check_choices(*checks: tuple[str, str | None, Sequence[str]]) -> None:
+    """(kind, the first unknown value or None, the known ones): one sentence for the first unknown."""
+    for kind, value, known in checks:
+        if value is not None:
+            raise UserError(f"Unknown {kind} {value!r}; use one of {', '.join(known)}.")
+
+
+def budget_overrides(env_steps: int, eval_every_steps: int, eval_episodes: int, curve_episodes: int) -> list[str]:
+    """The runs' budgets, with no wandb and no recording (the benches read metrics.jsonl and the results)."""
+    return ["train.wandb=disabled", "train.record=false", f"train.env_steps={env_steps}", f"train.eval_every_steps={eval_every_steps}",
+            f"train.eval_episodes={curve_episodes}", f"train.final_eval_episodes={eval_episodes}"]
+
+
+def merge_seed_bench(bench: SeedBench, merge: Sequence[str], out: str | None, default_out: str, seeds: Sequence[int] | None,
+                     variants: Sequence[str] | None) -> dict:
+    """No runs: the report over these folders' results (of every seed and variant there unless given), into `out`
+    (default `default_out`/TASK-OBS-merged)."""
+    folders = [Path(f) for f in merge]
+    report = build_report(folders, seeds=seeds, variants=variants, bench=bench)
+    target = Path(out or f"{default_out}/{report['task']}-{report['obs']}-merged")
+    return write_report(target, {**report, "merged_from": [str(f) for f in folders], "wall_s": merged_wall_s(folders),
+                                 "out_dir": str(target)}, bench)
+
+
+def run_seed_bench(bench: SeedBench, target: Path, settings: dict, common: Sequence[str], overrides: Sequence[str],
+                   seeds: Sequence[int], variants: Sequence[str], jobs: int) -> dict:
+    """Each of `variants` on every seed from one base policy pretrained into `target`, finished runs kept and
+    skipped, then the report. `settings` (task, obs first; what else the bench names, after) go into bench.json
+    with the budgets as `common` and the command line's `overrides` left them; each variant's config is checked
+    before anything runs."""
+    start = time.perf_counter()
+    t = load_config(overrides=[*common, *overrides]).train  # the budgets as the overrides left them
+    head = {k: settings[k] for k in ("task", "obs")}
+    settings = {**head, "env_steps_budget": t.env_steps, "eval_every_steps": t.eval_every_steps,
+                "eval_episodes": t.final_eval_episodes or t.eval_episodes, "curve_episodes": t.eval_episodes,
+                "overrides": list(overrides), **{k: v for k, v in settings.items() if k not in head}}
+    for variant in variants:  # a variant its config refuses fails here, not after the others' runs
+        load_config(overrides=[*common, *bench.variants[variant], *overrides])
+    ensure_base(target, [*common, *overrides], settings, settings["eval_episodes"], bench.name)
+    pending = [RunSpec(v, s, str(target), (*common, f"policy.checkpoint={policy_file(target)}"), tuple(overrides), bench)
+               for s in seeds for v in variants if finished(target, v, s) is None]
+    run_all(pending, jobs)
+    report = build_report([target], seeds=seeds, variants=variants, bench=bench)
+    return write_report(target, {**report, "skipped_finished_runs": len(seeds) * len(variants) - len(pending),
+                                 "wall_s": round(time.perf_counter() - start, 1), "out_dir": str(target)}, bench)
 
 
 def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[int] | None = None,
@@ -29,31 +77,13 @@ def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[in
     `curve_episodes`. `jobs` > 1 runs seed x algorithm runs in that many single-threaded worker processes.
     Finished runs in `out` are kept and skipped. `merge`: no runs, the report over these folders' results
     instead (of every seed and algorithm there unless `seeds` or `algorithms` is given). `overrides` (dotted, as for `dsrl-real train`) come after the bench's own."""
-    start = time.perf_counter()
     if merge:
-        folders = [Path(f) for f in merge]
-        report = build_report(folders, seeds=seeds, algorithms=algorithms)
-        target = Path(out or f"{DEFAULT_OUT}/{report['task']}-{report['obs']}-merged")
-        return write_report(target, {**report, "merged_from": [str(f) for f in folders], "wall_s": merged_wall_s(folders),
-                                     "out_dir": str(target)})
+        return merge_seed_bench(LEARNING, merge, out, DEFAULT_OUT, seeds, algorithms)
     seeds, algorithms = list(DEFAULT_SEEDS if seeds is None else seeds), list(ALGORITHMS if algorithms is None else algorithms)
-    for kind, value, known in (("algorithm", next((a for a in algorithms if a not in ALGORITHMS), None), ALGORITHMS),
-                               ("task", None if task in TASKS else task, TASKS),
-                               ("observation mode", None if obs in OBSERVATIONS else obs, OBSERVATIONS)):
-        if value is not None:
-            raise UserError(f"Unknown {kind} {value!r}; use one of {', '.join(known)}.")
-    target = Path(out or f"{DEFAULT_OUT}/{task}-{obs}")
-    common = [*observation_overrides(obs), "agent.preset=sim_cpu", f"task.name={task}", "train.wandb=disabled", "train.record=false",
-              f"train.env_steps={env_steps}", f"train.eval_every_steps={eval_every_steps}", f"train.eval_episodes={curve_episodes}",
-              f"train.final_eval_episodes={eval_episodes}"]
-    t = load_config(overrides=[*common, *overrides]).train  # the budgets as the overrides left them
-    settings = {"task": task, "obs": obs, "env_steps_budget": t.env_steps, "eval_every_steps": t.eval_every_steps,
-                "eval_episodes": t.final_eval_episodes or t.eval_episodes, "curve_episodes": t.eval_episodes,
-                "overrides": list(overrides)}
-    ensure_base(target, [*common, *overrides], settings, settings["eval_episodes"])
-    pending = [RunSpec(a, s, str(target), (*common, f"policy.checkpoint={policy_file(target)}"), tuple(overrides))
-               for s in seeds for a in algorithms if finished(target, a, s) is None]
-    run_all(pending, jobs)
-    report = build_report([target], seeds=seeds, algorithms=algorithms)
-    return write_report(target, {**report, "skipped_finished_runs": len(seeds) * len(algorithms) - len(pending),
-                                 "wall_s": round(time.perf_counter() - start, 1), "out_dir": str(target)})
+    check_choices(("algorithm", next((a for a in algorithms if a not in ALGORITHMS), None), ALGORITHMS),
+                  ("task", None if task in TASKS else task, TASKS),
+                  ("observation mode", None if obs in OBSERVATIONS else obs, OBSERVATIONS))
+    common = [*observation_overrides(obs), "agent.preset=sim_cpu", f"task.name={task}",
+              *budget_overrides(env_steps, eval_every_steps, eval_episodes, curve_episodes)]
+    return run_seed_bench(LEARNING, Path(out or f"{DEFAULT_OUT}/{task}-{obs}"), {"task": task, "obs": obs}, common, overrides,
+                          seeds, algorithms, jobs)

@@ -1,5 +1,5 @@
-"""The base policy `bench learning` steers: pretrained once per output folder (one task, one observation
-mode) and shared by every seed and algorithm. The first process to get there pretrains it under a file
+"""The base policy the benches over seeds (`bench learning`, `bench reward-trust`) steer: pretrained once
+per output folder (one task, one observation mode) and shared by every seed and variant. The first process to get there pretrains it under a file
 lock; any other (a parallel invocation on the same --out) waits for the lock, then loads what the first
 saved. base.json, written last, says it is complete: a pretraining cut short is redone from scratch."""
 
@@ -33,7 +33,7 @@ def policy_file(out: Path) -> Path:
 
 
 @contextmanager
-def folder_lock(out: Path) -> Iterator[None]:
+def folder_lock(out: Path, bench: str = "learning") -> Iterator[None]:
     """An exclusive flock on out/.bench_learning.lock, waiting for another holder (said on stderr)."""
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -41,7 +41,7 @@ def folder_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"bench learning: waiting for another process preparing '{out}' (the base policy)", file=sys.stderr)
+            print(f"bench {bench}: waiting for another process preparing '{out}' (the base policy)", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -62,21 +62,26 @@ def write_json(path: Path, value: dict) -> None:
 
 
 def check_settings(out: Path, settings: dict) -> None:
-    """Keep `settings` in out/bench.json, or refuse a folder whose runs were asked for with others."""
+    """Keep `settings` in out/bench.json, or refuse a folder whose runs were asked for with others (or by
+    another bench: a bench other than learning names itself in its settings' "bench")."""
     held = read_json(out / SETTINGS_FILE)
     if held is None:
         write_json(out / SETTINGS_FILE, settings)
         return
-    differ = [f"{k} {held.get(k)!r}, not {v!r}" for k, v in settings.items() if held.get(k) != v]
+    bench = held.get("bench", "learning")
+    if bench != settings.get("bench", "learning"):
+        raise UserError(f"'{out}' holds a bench {bench} run; choose another --out or remove that folder.")
+    differ = [f"{k} {held.get(k)!r}, not {settings.get(k)!r}" for k in [*settings, *(k for k in held if k not in settings)]
+              if held.get(k) != settings.get(k)]
     if differ:
-        raise UserError(f"'{out}' holds a bench learning run with other settings ({'; '.join(differ)}); "
+        raise UserError(f"'{out}' holds a bench {bench} run with other settings ({'; '.join(differ)}); "
                         "choose another --out or remove that folder.")
 
 
-def ensure_base(out: Path, overrides: list[str], settings: dict, eval_episodes: int) -> dict:
+def ensure_base(out: Path, overrides: list[str], settings: dict, eval_episodes: int, bench: str = "learning") -> dict:
     """out/base.json (the base policy's success over `eval_episodes`, the observation label, the
     policy file and its sha256), pretraining the policy first unless a complete one is there."""
-    with folder_lock(out):
+    with folder_lock(out, bench):
         check_settings(out, settings)
         base = read_json(out / BASE_FILE)
         if base is not None:
@@ -84,7 +89,7 @@ def ensure_base(out: Path, overrides: list[str], settings: dict, eval_episodes: 
         start = time.perf_counter()
         shutil.rmtree(out / "base", ignore_errors=True)  # what a pretraining cut short left
         cfg = load_config(overrides=overrides)
-        print(f"bench learning: collecting demos and pretraining the base policy into '{out / 'base'}'", file=sys.stderr)
+        print(f"bench {bench}: collecting demos and pretraining the base policy into '{out / 'base'}'", file=sys.stderr)
         policy, _, _ = pretrain_from_demos(cfg, out / "base")
         summary = base_success(cfg, policy, eval_episodes)
         base = {"success_rate": summary["success_rate"], "ci95": summary["ci95"], "episodes": summary["episodes"],

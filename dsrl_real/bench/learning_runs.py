@@ -1,7 +1,8 @@
-"""The runs of `bench learning`: one algorithm on one seed each, from the folder's base policy, in this
-process or in single-threaded worker processes. A run writes out/runs/ALGORITHM/seed-N/result.json the
-moment it ends, so a bench cut short keeps its finished runs and a rerun skips them; a run cut short
-starts again from scratch."""
+"""The runs of the benches over seeds (`bench learning`, `bench reward-trust`): one variant (an algorithm,
+a reward condition) on one seed each, from the folder's base policy, in this process or in
+single-threaded worker processes. A run writes out/runs/VARIANT/seed-N/result.json the moment it ends,
+so a bench cut short keeps its finished runs and a rerun skips them; a run cut short starts again from
+scratch. `SeedBench` says what one bench compares and how its runs train."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.metrics import read_records
-from ..config import load_config
+from ..config import Config, load_config
 from ..machine import machine_info
 from ..runlock import RunLock
 from ..train.trainer import train_once
@@ -35,50 +36,75 @@ SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_t
 
 
 @dataclass(frozen=True)
+class SeedBench:
+    """One bench over seeds. Spawned workers get it inside each RunSpec: its functions must be module-level."""
+
+    name: str  # `dsrl-real bench NAME`
+    kind: str  # what it compares ("algorithm"): the key naming a run's variant in its result, "<kind>s" in the report
+    variants: Mapping[str, Sequence[str]]  # each variant's overrides, in the report's order
+    train: Callable[[Config], dict] = train_once  # one run; its result (the trainer's) gives the final success
+    # what else a run's result.json holds: measure(the train result, the run's train folder) -> fields
+    measure: Callable[[dict, Path], dict] | None = None
+    # extra report fields per variant: summarize({variant: {seed: result}}) -> {variant: fields}
+    summarize: Callable[[dict[str, dict[str, dict]]], dict[str, dict]] | None = None
+
+
+LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    algorithm: str
+    variant: str
     seed: int
     out: str  # the bench's folder
     overrides: tuple[str, ...]  # the bench's, the base policy's checkpoint among them
     user_overrides: tuple[str, ...] = ()  # the command line's, applied last
+    bench: SeedBench = LEARNING
+
+    @property
+    def algorithm(self) -> str:
+        """bench learning's name for the variant."""
+        return self.variant
 
 
-def run_dir(out: Path, algorithm: str, seed: int) -> Path:
-    return out / "runs" / algorithm / f"seed-{seed}"
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / "runs" / variant / f"seed-{seed}"
 
 
-def finished(out: Path, algorithm: str, seed: int) -> dict | None:
-    return read_json(run_dir(out, algorithm, seed) / RESULT_FILE)
+def finished(out: Path, variant: str, seed: int) -> dict | None:
+    return read_json(run_dir(out, variant, seed) / RESULT_FILE)
 
 
 def finished_runs(out: Path) -> list[dict]:
-    """Every result.json under out/runs, in (algorithm, seed) order."""
+    """Every result.json under out/runs, in (variant, seed) order."""
     return [read_json(p) for p in sorted((out / "runs").glob(f"*/seed-*/{RESULT_FILE}"))]
 
 
 def run_one(spec: RunSpec) -> dict:
-    """Train spec.algorithm with run.seed = agent.seed = spec.seed into its run folder; write and return its result."""
-    folder = run_dir(Path(spec.out), spec.algorithm, spec.seed)
-    with RunLock.acquire(folder, f"bench learning ({spec.algorithm}, seed {spec.seed})",
-                         "give each invocation on the same --out other seeds or algorithms"):
+    """Train spec.variant with run.seed = agent.seed = spec.seed into its run folder; write and return its result."""
+    bench = spec.bench
+    folder = run_dir(Path(spec.out), spec.variant, spec.seed)
+    with RunLock.acquire(folder, f"bench {bench.name} ({spec.variant}, seed {spec.seed})",
+                         f"give each invocation on the same --out other seeds or {bench.kind}s"):
         train_dir = folder / "train"
         shutil.rmtree(train_dir, ignore_errors=True)  # a run cut short: it starts again
-        cfg = load_config(overrides=[*spec.overrides, *ALGORITHMS[spec.algorithm], f"run.seed={spec.seed}",
+        cfg = load_config(overrides=[*spec.overrides, *bench.variants[spec.variant], f"run.seed={spec.seed}",
                                      f"agent.seed={spec.seed}", f"train.out_dir={train_dir}", *spec.user_overrides])
         start = time.perf_counter()
-        run = train_once(cfg)
+        run = bench.train(cfg)
+        wall_s = round(time.perf_counter() - start, 1)
         curve = [{"env_steps": r["env_steps"], "success_rate": r["success_rate"]}
                  for r in read_records(train_dir / "metrics.jsonl") if r["kind"] in ("eval", "final_eval")]
-        result = {"algorithm": spec.algorithm, "seed": spec.seed, "final_success_rate": run["final_success_rate"],
-                  "final_ci95": run["final_ci95"], "env_steps": run["env_steps"], "wall_s": round(time.perf_counter() - start, 1),
-                  "curve": curve, "machine": machine_info()}
+        result = {bench.kind: spec.variant, "seed": spec.seed, "final_success_rate": run["final_success_rate"],
+                  "final_ci95": run["final_ci95"], "env_steps": run["env_steps"], "wall_s": wall_s,
+                  "curve": curve, **(bench.measure(run, train_dir) if bench.measure else {}), "machine": machine_info()}
         write_json(folder / RESULT_FILE, result)
     return result
 
 
-def _said(result: dict) -> dict:
+def _said(spec: RunSpec, result: dict) -> dict:
     lo, hi = result["final_ci95"]
-    print(f"bench learning: {result['algorithm']} seed {result['seed']}: {result['final_success_rate']:.0%} success "
+    print(f"bench {spec.bench.name}: {spec.variant} seed {result['seed']}: {result['final_success_rate']:.0%} success "
           f"(95 % CI {lo:.0%}-{hi:.0%}) after {result['env_steps']} env steps, {result['wall_s']:.0f} s", file=sys.stderr)
     return result
 
@@ -102,17 +128,17 @@ def run_all(specs: Sequence[RunSpec], jobs: int, run: Callable[[RunSpec], dict] 
     processes (`run` a module-level function they can import). The first failure stops the runs not yet
     started; finished ones have written their results."""
     if jobs <= 1 or len(specs) <= 1:
-        return [_said(run(spec)) for spec in specs]
+        return [_said(spec, run(spec)) for spec in specs]
     results = []
     with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
                                                          mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run, spec) for spec in specs]
+        futures = {pool.submit(run, spec): spec for spec in specs}
         try:
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    results.append(_said(future.result()))
+                    results.append(_said(futures[future], future.result()))
         except BaseException:
             for future in futures:
                 future.cancel()
