@@ -29,6 +29,7 @@ from .analysis.score import score_video
 from .bench import BENCHMARKS
 from .bench.learning import TASKS
 from .bench.learning_runs import ALGORITHMS
+from .bench.reward_trust import CONDITIONS
 from .config import ConfigError, check_config, load_config, to_yaml
 from .config.observations import OBSERVATIONS, observation_label, observation_overrides
 from .envs.make import build_env, safety_limits
@@ -206,9 +207,9 @@ def _cmd_score(args) -> int:
 
 
 # The bench flags, each passed to the benchmarks whose function takes a parameter of that name.
-BENCH_FLAGS = {"--obs": "obs", "--task": "task", "--seeds": "seeds", "--algorithms": "algorithms", "--jobs": "jobs",
-               "--out": "out", "--merge": "merge"}
-MERGE_FLAGS = ("--seeds", "--algorithms", "--out")  # --merge runs nothing: what it takes besides the folders
+BENCH_FLAGS = {"--obs": "obs", "--task": "task", "--seeds": "seeds", "--algorithms": "algorithms", "--conditions": "conditions",
+               "--jobs": "jobs", "--out": "out", "--merge": "merge"}
+MERGE_FLAGS = ("--seeds", "--algorithms", "--conditions", "--out")  # --merge runs nothing: what it takes besides the folders
 
 
 def _cmd_bench(args) -> int:
@@ -368,18 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
              (("source",), {"help": "the old run's folder (meta/episodes.jsonl); it is only read"}),
              (("target",), {"help": "a new or empty folder for the LeRobot v3.0 dataset"}), config=False)
     _command(sub, "bench", _cmd_bench, "benchmarks that print JSON", (("name",), {"choices": tuple(BENCHMARKS)}),
-             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer (robot-idle, fleet, learning)"}),
+             (("overrides",), {"nargs": "*", "help": "dotted overrides, for the benches that run the trainer "
+                                                   "(robot-idle, fleet, learning, reward-trust)"}),
              OBS,
              (("--task",), {"choices": TASKS, "help": "learning: the simulated task (default monkey)"}),
-             (("--seeds",), {"type": _seeds, "help": "learning: comma-separated seeds, each a run per algorithm (default 0,1,2)"}),
+             (("--seeds",), {"type": _seeds, "help": "learning, reward-trust: comma-separated seeds, each a run per algorithm "
+                                                     "or condition (default 0,1,2)"}),
              (("--algorithms",), {"type": _names(tuple(ALGORITHMS)),
                                   "help": f"learning: comma-separated, some of {','.join(ALGORITHMS)} (default all)"}),
+             (("--conditions",), {"type": _names(tuple(CONDITIONS)),
+                                  "help": f"reward-trust: comma-separated, some of {','.join(CONDITIONS)} (default all)"}),
              (("--jobs",), {"type": _count(1, 256, "a number of worker processes"),
-                            "help": "learning: runs side by side in this many single-threaded processes (default 1)"}),
-             (("--out",), {"help": "learning: the bench's folder; finished runs in it are kept and skipped "
-                                   "(default runs/bench-learning/TASK-OBS)"}),
+                            "help": "learning, reward-trust: runs side by side in this many single-threaded processes (default 1)"}),
+             (("--out",), {"help": "learning, reward-trust: the bench's folder; finished runs in it are kept and skipped "
+                                   "(default runs/bench-NAME/TASK-OBS)"}),
              (("--merge",), {"nargs": "+", "metavar": "DIR",
-                             "help": "learning: run nothing, report over these folders' finished runs (into --out)"}),
+                             "help": "learning, reward-trust: run nothing, report over these folders' finished runs (into --out)"}),
              config=False)
     return parser
 

@@ -8,6 +8,7 @@ from .fleet import bench_fleet
 from .learning import bench_learning
 from .policy_latency import bench_policy_latency
 from .recording import bench_recording
+from .reward_trust import bench_reward_trust
 from .reward_wait import bench_reward_wait
 from .robot_idle import bench_robot_idle
 from .sim import bench_sim
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "policy-latency": bench_policy_latency,
     "throughput": bench_throughput,
     "learning": bench_learning,
+    "reward-trust": bench_reward_trust,
     "reward-wait": bench_reward_wait,
     "detector": bench_detector,
     "recording": bench_recording,

@@ -1,6 +1,8 @@
-"""A stand-in for bench/learning_runs.run_one (any bench over seeds) that spawned workers can import: it trains
-nothing, writes the run's result.json like the real one, and tells which process ran it and with which XLA_FLAGS."""
+"""Stand-ins for the benches over seeds: `fake_run` for bench/learning_runs.run_one (any bench), which spawned
+workers can import: it trains nothing, writes the run's result.json like the real one, and tells which process
+ran it and with which XLA_FLAGS; `fake_trust_train` for bench reward-trust's training of one run."""
 
+import json
 import os
 from pathlib import Path
 
@@ -13,3 +15,28 @@ def fake_run(spec: RunSpec) -> dict:
               "env_steps": 30, "wall_s": 1.0, "curve": [], "pid": os.getpid(), "xla_flags": os.environ.get("XLA_FLAGS")}
     write_json(run_dir(Path(spec.out), spec.variant, spec.seed) / RESULT_FILE, result)
     return result
+
+
+TRAINED: list = []  # the configs fake_trust_train was given, in order (runs in this process: --jobs 1)
+
+
+def fake_trust_train(cfg) -> dict:
+    """A stand-in for bench/reward_trust_runs.train_keeping_labels: trains nothing. Its final success says what it
+    was given (0.8 with simulator truth, 0.8 - the near-miss rate with the stand-in, minus seed / 100), it writes an
+    evaluation and two episode records into metrics.jsonl, and gives two stand-in labels: a near miss called a
+    success and a success called a success."""
+    from dsrl_real.bench.reward_trust_runs import human_labels
+
+    TRAINED.append(cfg)
+    r = cfg.reward
+    rate = round((0.8 if r.backend == "sim_truth" else 0.8 - r.stand_in_near_miss_rate) - cfg.run.seed / 100, 4)
+    out = Path(cfg.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [{"kind": "eval", "env_steps": 0, "success_rate": 0.1}, {"kind": "episode", "env_steps": 10},
+               {"kind": "episode", "env_steps": 20}, {"kind": "final_eval", "env_steps": cfg.train.env_steps, "success_rate": rate}]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    labels = [] if r.backend == "sim_truth" else [
+        {"truth_success": False, "closeness_score": 4, "success": True, "score": 5},
+        {"truth_success": True, "closeness_score": 4, "success": True, "score": 5}]
+    return {"final_success_rate": rate, "final_ci95": [0.0, 1.0], "env_steps": cfg.train.env_steps, "labelled_episodes": 2,
+            "stand_in_labels": labels, "human_labels": human_labels(cfg)}
