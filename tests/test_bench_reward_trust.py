@@ -12,7 +12,6 @@ from conftest import FAST_TRAIN
 from fakes import bench_runs
 from fakes.bench_runs import fake_trust_train
 
-from dsrl_real.analysis.audit import rate
 from dsrl_real.bench import reward_trust
 from dsrl_real.bench.learning_base import policy_file
 from dsrl_real.bench.learning_runs import RunSpec
@@ -20,10 +19,8 @@ from dsrl_real.bench.reward_trust import CONDITIONS, REWARD_TRUST
 from dsrl_real.bench.reward_trust_report import human_over_seeds
 from dsrl_real.bench.reward_trust_runs import human_counts, measure
 from dsrl_real.cli import main
-from dsrl_real.config import RewardConfig
+from dsrl_real.rollout import rate
 
-HAS_VERIFY = "verify" in {f.name for f in dataclasses.fields(RewardConfig)}  # reward.verify (verify-positives) is there
-NO_VERIFY = [c for c in CONDITIONS if c != "stand_in_0.3_verify"]
 BASE = {"success_rate": 0.1, "ci95": [0.05, 0.2], "episodes": 50, "observations": "state", "policy": "p", "sha256": "abc",
         "wall_s": 1.0, "machine": {"cores": 2}}
 
@@ -62,21 +59,23 @@ def faked(tmp_path, monkeypatch):
 
 
 def _bench(out, *args):
-    return main(["bench", "reward-trust", "--obs", "state", "--seeds", "0,1", "--conditions", ",".join(NO_VERIFY),
-                 "--out", str(out), *args])
+    return main(["bench", "reward-trust", "--obs", "state", "--seeds", "0,1", "--out", str(out), *args])
 
 
 def test_each_run_trains_its_condition_on_its_seed_with_the_benchs_budgets_and_the_report_compares_it_with_truth(faked, capsys):
     assert _bench(faked) == 0
     report = json.loads(capsys.readouterr().out)
-    seen = [(c.reward.backend, c.reward.stand_in_near_miss_rate, c.reward.end_on, c.run.seed, c.agent.seed) for c in bench_runs.TRAINED]
-    assert seen == [(b, r, "env", s, s) for s in (0, 1)
-                    for b, r in (("sim_truth", 0.3), ("sim_reward_model", 0.0), ("sim_reward_model", 0.15), ("sim_reward_model", 0.3))]
+    seen = [(c.reward.backend, c.reward.stand_in_near_miss_rate, c.reward.verify, c.reward.end_on, c.run.seed, c.agent.seed)
+            for c in bench_runs.TRAINED]
+    assert seen == [(b, r, v, "env", s, s) for s in (0, 1) for b, r, v in (
+        ("sim_truth", 0.3, "none"), ("sim_reward_model", 0.0, "none"), ("sim_reward_model", 0.15, "none"),
+        ("sim_reward_model", 0.3, "none"), ("sim_reward_model", 0.3, "sim_human"))]
     for cfg in bench_runs.TRAINED:
         assert (cfg.agent.algorithm, cfg.task.name, cfg.env.object_state, cfg.train.record, cfg.policy.checkpoint) == (
             "dsrl_sac", "monkey", True, False, str(policy_file(faked)))
         assert (cfg.train.env_steps, cfg.train.eval_every_steps, cfg.train.eval_episodes, cfg.train.final_eval_episodes) == (6000, 1000, 20, 50)
-    assert (report["bench"], report["conditions"], report["seeds"], report["skipped_finished_runs"]) == ("reward-trust", NO_VERIFY, [0, 1], 0)
+    assert (report["bench"], report["conditions"], report["seeds"], report["skipped_finished_runs"]) == (
+        "reward-trust", list(CONDITIONS), [0, 1], 0)
     assert report["condition_overrides"] == {c: list(o) for c, o in CONDITIONS.items()}
     assert (report["env_steps_budget"], report["eval_episodes"], report["curve_episodes"]) == (6000, 50, 20)
     truth, worst = report["truth"], report["stand_in_0.3"]
@@ -85,6 +84,8 @@ def test_each_run_trains_its_condition_on_its_seed_with_the_benchs_budgets_and_t
     assert truth["human"] == {"labels": "every", "needed": 4, "training_episodes": 4, "share": 1.0,
                               "per_seed": {"0": {"needed": 2, "training_episodes": 2}, "1": {"needed": 2, "training_episodes": 2}}}
     assert (worst["human"]["needed"], worst["human"]["share"], worst["labelled_episodes"]) == (0, 0.0, 4)
+    verified = report["stand_in_0.3_verify"]["human"]
+    assert (verified["needed"], verified["share"], verified["false_positive_share"]) == (2, 0.5, rate(2, 2))
     assert (truth["stand_in_audit"], worst["stand_in_audit"]["false_positive_by_score"]["4"]) == (None, rate(2, 2))
     assert _result(faked, "stand_in_0", 1)["curve"] == [{"env_steps": 0, "success_rate": 0.1}, {"env_steps": 6000, "success_rate": 0.79}]
     assert (faked / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
@@ -100,7 +101,7 @@ def test_a_rerun_trains_only_the_runs_without_a_result(faked, capsys):
     assert [(c.reward.stand_in_near_miss_rate, c.run.seed) for c in bench_runs.TRAINED] == [(0.15, 1)]
     assert {p: p.read_bytes() for p in kept} == kept
     report = json.loads(capsys.readouterr().out)
-    assert (report["skipped_finished_runs"], report["stand_in_0.15"]["n_seeds"]) == (7, 2)
+    assert (report["skipped_finished_runs"], report["stand_in_0.15"]["n_seeds"]) == (9, 2)
 
 
 def _write_results(out, condition, results):
@@ -209,12 +210,12 @@ def test_a_tiny_real_run_keeps_the_stand_ins_labels_and_judges_evaluation_by_the
     """The trainer behind the label tap, for truth and a stand-in that calls every failure a success (a scaled-noise
     base policy in place of a pretrained one, which bench learning's tests pretrain). 12-step episodes cannot
     finish the task, so the truth is failure throughout: every label the stand-in gave is a false positive, and
-    the final evaluation, by the simulator's truth, finds no success. With verify-positives merged the verify
-    condition runs too: the simulated human is asked about every claimed success and rejects them all."""
+    the final evaluation, by the simulator's truth, finds no success. In the verify
+    condition the simulated human is asked about every claimed success and rejects them all."""
     out = tmp_path / "tiny"
     out.mkdir()
     (out / "base.json").write_text(json.dumps(BASE))
-    conditions = ["truth", "stand_in_0.3", *(["stand_in_0.3_verify"] if HAS_VERIFY else [])]
+    conditions = ["truth", "stand_in_0.3", "stand_in_0.3_verify"]
     tiny = [*FAST_TRAIN, "train.env_steps=30", "train.eval_every_steps=12", "train.eval_episodes=1", "train.final_eval_episodes=2",
             "train.warm_start_episodes=1", "reward.stand_in_false_positive_by_score=[1.0,1.0,1.0,1.0]"]
     assert main(["bench", "reward-trust", "--obs", "state", "--seeds", "0", "--conditions", ",".join(conditions),
@@ -231,9 +232,8 @@ def test_a_tiny_real_run_keeps_the_stand_ins_labels_and_judges_evaluation_by_the
             assert run["stand_in_labels"] == [{"truth_success": False, "closeness_score": e["closeness_score"], "success": True,
                                                "score": 5} for e in run["stand_in_labels"]] and len(run["stand_in_labels"]) == episodes
             assert report[condition]["stand_in_audit"]["false_positive_rate"] == rate(episodes, episodes)
-    if HAS_VERIFY:
-        human = report["stand_in_0.3_verify"]["human"]
-        assert human["false_positive_share"] == rate(human["needed"], human["needed"])
+    human = report["stand_in_0.3_verify"]["human"]
+    assert human["false_positive_share"] == rate(human["needed"], human["needed"])
 
 
 def test_measure_keeps_the_labels_and_reads_the_human_counts(tmp_path):

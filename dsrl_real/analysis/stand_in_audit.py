@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .audit import RESAMPLES, bootstrap_interval, false_positive_by_reference_score, mean_absolute_error, rate
+from ..rollout import rate
+from .audit import RESAMPLES, bootstrap_interval, false_positive_by_reference_score, mean_absolute_error
 
 TRUTH_FIELDS = ("truth_success", "closeness_score")  # in the stand-in's raw
 

@@ -5,9 +5,9 @@ runs, pooled over its seeds."""
 
 from __future__ import annotations
 
-from ..analysis.audit import rate
 from ..analysis.seeds import paired_difference
 from ..analysis.stand_in_audit import stand_in_audit
+from ..rollout import rate
 
 TRUTH = "truth"  # the condition the others are compared with
 

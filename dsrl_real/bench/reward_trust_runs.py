@@ -21,10 +21,11 @@ from ..analysis.metrics import read_records
 from ..analysis.stand_in_audit import label_entry
 from ..config import Config
 from ..rewards.registry import build_reward_backend
+from ..rewards.verify import CLAIMED_SUCCESS
 from ..train.trainer import DSRLTrainer
 
 HUMAN_ORACLE = "sim_truth"  # the backend that stands for a human labelling every episode
-CLAIMED_SUCCESS, REJECTED = "claimed_success", "n"  # verify-positives' values in a record's `verification`
+REJECTED = "n"  # the human's key for "it did not succeed" (rewards/verify.py)
 
 
 class LabelTap:
@@ -64,7 +65,7 @@ def human_labels(cfg: Config) -> str:
     "verify" (the claimed successes and checked failures of reward.verify) or "none"."""
     if cfg.reward.backend == HUMAN_ORACLE:
         return "every"
-    return "none" if getattr(cfg.reward, "verify", "none") == "none" else "verify"  # no reward.verify before verify-positives
+    return "none" if cfg.reward.verify == "none" else "verify"
 
 
 def human_counts(records: list[dict], human: str) -> dict:

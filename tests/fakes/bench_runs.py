@@ -23,8 +23,9 @@ TRAINED: list = []  # the configs fake_trust_train was given, in order (runs in 
 def fake_trust_train(cfg) -> dict:
     """A stand-in for bench/reward_trust_runs.train_keeping_labels: trains nothing. Its final success says what it
     was given (0.8 with simulator truth, 0.8 - the near-miss rate with the stand-in, minus seed / 100), it writes an
-    evaluation and two episode records into metrics.jsonl, and gives two stand-in labels: a near miss called a
-    success and a success called a success."""
+    evaluation and two episode records into metrics.jsonl (with reward.verify: the first a claimed success the human
+    rejected, the second one nobody asked about), and gives two stand-in labels: a near miss called a success and a
+    success called a success."""
     from dsrl_real.bench.reward_trust_runs import human_labels
 
     TRAINED.append(cfg)
@@ -32,8 +33,11 @@ def fake_trust_train(cfg) -> dict:
     rate = round((0.8 if r.backend == "sim_truth" else 0.8 - r.stand_in_near_miss_rate) - cfg.run.seed / 100, 4)
     out = Path(cfg.train.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = [{"kind": "eval", "env_steps": 0, "success_rate": 0.1}, {"kind": "episode", "env_steps": 10},
-               {"kind": "episode", "env_steps": 20}, {"kind": "final_eval", "env_steps": cfg.train.env_steps, "success_rate": rate}]
+    asked = [{"verify": "claimed_success", "answer": "n", "verified": True}, {"verify": None, "answer": None, "verified": None}]
+    episodes = [{"kind": "episode", "env_steps": 10 * (i + 1), **({"verification": asked[i]} if r.verify != "none" else {})}
+                for i in range(2)]
+    records = [{"kind": "eval", "env_steps": 0, "success_rate": 0.1}, *episodes,
+               {"kind": "final_eval", "env_steps": cfg.train.env_steps, "success_rate": rate}]
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     labels = [] if r.backend == "sim_truth" else [
         {"truth_success": False, "closeness_score": 4, "success": True, "score": 5},
