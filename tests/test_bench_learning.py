@@ -154,3 +154,11 @@ def test_flags_a_bench_cannot_use_are_refused_in_one_sentence(capsys, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     assert capsys.readouterr().err == f"dsrl-real: {sentence}\n"
+
+
+@pytest.mark.parametrize(("obs", "budget"), [("pixels", 6000), ("state", 5000)])
+def test_the_default_budget_is_the_papers_6000_steps_from_pixels_and_5000_from_state(monkeypatch, tmp_path, obs, budget):
+    given = {}
+    monkeypatch.setattr(learning, "run_seed_bench", lambda bench, out, head, common, *rest: given.setdefault("common", common))
+    learning.bench_learning(obs=obs, out=str(tmp_path))
+    assert [o for o in given["common"] if o.startswith("train.env_steps=")] == [f"train.env_steps={budget}"]

@@ -17,6 +17,8 @@ from .learning_runs import ALGORITHMS, LEARNING, RunSpec, SeedBench, finished, r
 DEFAULT_OUT = "runs/bench-learning"
 TASKS = ("monkey", "drawer")
 DEFAULT_SEEDS = (0, 1, 2)
+# From pixels, the RoboReward paper's real WidowX budget; from state, the budget of this project's earlier state benches.
+DEFAULT_ENV_STEPS = {"pixels": 6000, "state": 5000}
 
 
 def check_choices(*checks: tuple[str, str | None, Sequence[str]]) -> None:
@@ -68,11 +70,12 @@ def run_seed_bench(bench: SeedBench, target: Path, settings: dict, common: Seque
 
 def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[int] | None = None,
                    algorithms: Sequence[str] | None = None, jobs: int = 1, out: str | None = None,
-                   merge: Sequence[str] = (), env_steps: int = 5000, eval_every_steps: int = 1000, eval_episodes: int = 50,
+                   merge: Sequence[str] = (), env_steps: int | None = None, eval_every_steps: int = 1000, eval_episodes: int = 50,
                    curve_episodes: int = 20, overrides: Sequence[str] = ()) -> dict:
     """DSRL-SAC, DSRL-NA and action-space SAC (`algorithms`) on the simulated `task` with `obs` observations
     (sparse success reward, CPU preset; DSRL-NA on sim_cpu_na), each on every seed in `seeds` (run.seed and
-    agent.seed; default 0, 1, 2), from one base policy pretrained into `out` and on the same step budget. Each run's final
+    agent.seed; default 0, 1, 2), from one base policy pretrained into `out` and on the same step budget (`env_steps`;
+    default DEFAULT_ENV_STEPS[obs]). Each run's final
     success takes `eval_episodes` trials, the base policy's too, the learning curve's periodic evaluations
     `curve_episodes`. `jobs` > 1 runs seed x algorithm runs in that many single-threaded worker processes.
     Finished runs in `out` are kept and skipped. `merge`: no runs, the report over these folders' results
@@ -84,6 +87,6 @@ def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[in
                   ("task", None if task in TASKS else task, TASKS),
                   ("observation mode", None if obs in OBSERVATIONS else obs, OBSERVATIONS))
     common = [*observation_overrides(obs), "agent.preset=sim_cpu", f"task.name={task}",
-              *budget_overrides(env_steps, eval_every_steps, eval_episodes, curve_episodes)]
+              *budget_overrides(env_steps or DEFAULT_ENV_STEPS[obs], eval_every_steps, eval_episodes, curve_episodes)]
     return run_seed_bench(LEARNING, Path(out or f"{DEFAULT_OUT}/{task}-{obs}"), {"task": task, "obs": obs}, common, overrides,
                           seeds, algorithms, jobs)
