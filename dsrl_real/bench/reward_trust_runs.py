@@ -22,7 +22,7 @@ from ..analysis.stand_in_audit import label_entry
 from ..config import Config
 from ..rewards.registry import build_reward_backend
 from ..rewards.verify import CLAIMED_SUCCESS
-from ..train.trainer import DSRLTrainer
+from ..train.trainer import train_once
 
 HUMAN_ORACLE = "sim_truth"  # the backend that stands for a human labelling every episode
 REJECTED = "n"  # the human's key for "it did not succeed" (rewards/verify.py)
@@ -51,11 +51,7 @@ def train_keeping_labels(cfg: Config) -> dict:
     """train_once, with the labels the backend gave (label_entry's, where they carry the stand-in's truth) and how
     the condition's labels involve a human."""
     tap = LabelTap(build_reward_backend(cfg))
-    trainer = DSRLTrainer(cfg, reward_backend=tap)
-    try:
-        run = trainer.run()
-    finally:
-        trainer.close()
+    run = train_once(cfg, reward_backend=tap)
     entries = [e for e in map(label_entry, tap.labels) if e is not None]
     return {**run, "labelled_episodes": len(tap.labels), "stand_in_labels": entries, "human_labels": human_labels(cfg)}
 

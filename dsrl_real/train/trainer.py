@@ -788,9 +788,10 @@ class DSRLTrainer:
         plot_learning_curve(records, self.out_dir / "learning_curve.png", title=f"{self.label} on {self.env.task.name}")
 
 
-def train_once(cfg: Config, policy: BasePolicy | None = None, env: RobotEnv | None = None) -> dict[str, Any]:
+def train_once(cfg: Config, policy: BasePolicy | None = None, env: RobotEnv | None = None,
+               reward_backend: RewardBackend | None = None) -> dict[str, Any]:
     """One training run from scratch (DSRLTrainer.run), its trainer closed after it; the run's result."""
-    trainer = DSRLTrainer(cfg, env=env, policy=policy)
+    trainer = DSRLTrainer(cfg, env=env, policy=policy, reward_backend=reward_backend)
     try:
         return trainer.run()
     finally:
