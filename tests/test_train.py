@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import STATE
 
-from dsrl_real.config import load_config
+from dsrl_real.config import ConfigError, load_config
 from dsrl_real.policies.examples import ScaledNoisePolicy
 from dsrl_real.train.trainer import DSRLTrainer
 
@@ -233,6 +233,26 @@ def test_action_space_sac_baseline_runs_on_the_same_loop(tmp_path):
     assert result["label"] == "sac_action_space" and trainer.agent.noise_shape == (1, 7)
     chunk = trainer.policy.sample({}, np.array([[[-1, 1, 0, 0, 0, 0, 1]]], np.float32))
     np.testing.assert_allclose(chunk[0, 0, :2], [-0.05, 0.05])
+
+
+def test_action_space_baseline_can_read_the_base_policys_frozen_embedding(tmp_path):
+    from dsrl_real.envs.make import make_sim_env
+
+    policy = tiny_diffusion_policy(make_sim_env(cameras=(), seed=0))
+    trainer = make_trainer(tmp_path, "train.env_steps=24", "train.action_space_baseline=true",
+                           "train.action_space_features=policy_embedding", policy=policy)
+    obs = {"proprio": np.full((1, 7), 0.1, np.float32), "object_state": np.full((1, 6), 0.2, np.float32)}
+    np.testing.assert_array_equal(trainer.features(obs)[:, 13:], policy.embed(obs))
+    result = trainer.run()
+    assert result["label"] == "sac_action_space" and trainer.agent.noise_shape == (1, 7)
+    assert trainer.agent.obs_dim == 7 + 6 + 8 and trainer.agent.step > 0  # proprio + object state + embedding
+    chunk = trainer.policy.sample(obs, np.array([[[-1, 1, 0, 0, 0, 0, 1]]], np.float32))
+    np.testing.assert_allclose(chunk[0, 0, :2], [-0.05, 0.05])  # it acts in the action box, not through the policy
+
+
+def test_action_space_baseline_on_the_embedding_needs_a_base_policy(tmp_path):
+    with pytest.raises(ConfigError, match="No base policy given; set policy.checkpoint"):
+        make_trainer(tmp_path, "policy.external=", "train.action_space_baseline=true", "train.action_space_features=policy_embedding")
 
 
 def test_training_videos_are_written_as_readable_mp4(tmp_path):

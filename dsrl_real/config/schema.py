@@ -246,6 +246,9 @@ class TrainConfig:
     video_every_episodes: int = checked(0, EPISODES)  # 0: no videos
     wandb: Literal["offline", "online", "disabled"] = "offline"
     action_space_baseline: bool = False  # plain SAC on the robot's actions instead of DSRL (a baseline)
+    # the baseline's inputs: observation (the vectors and its own image encoder, DrQ-style, trained from scratch) |
+    # policy_embedding (the vectors and the frozen embedding of policy.checkpoint's base policy: what DSRL reads)
+    action_space_features: Literal["observation", "policy_embedding"] = "observation"
     record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (a LeRobot v3.0 dataset)
     seed_runs: list[str] = checked([], nonempty=True)  # recorded run folders whose complete episodes seed the replay buffer
 

@@ -115,17 +115,20 @@ class DSRLTrainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.base_eval: dict[str, Any] | None = None  # the step-0 evaluation of the base policy, once run
         self.env = env or build_env(cfg)
+        # the base policy: what acts, or for the baseline what it embeds observations with (if anything)
+        reads_policy = not cfg.train.action_space_baseline or cfg.train.action_space_features == "policy_embedding"
+        base = (policy or load_base_policy(cfg.policy)) if reads_policy else None
+        if hasattr(base, "normalization"):
+            check_fits(base, self.env.observation_space, self.env.action_space, f"The policy '{cfg.policy.checkpoint}'")
         if cfg.train.action_space_baseline:
-            self.policy: BasePolicy = ActionSpacePolicy(self.env.action_space.low, self.env.action_space.high)
+            self.policy: BasePolicy = ActionSpacePolicy(self.env.action_space.low, self.env.action_space.high, base)
             # The same compute per env step and the same target entropy per latent dimension as DSRL
             # (its latent is a chunk of actions; a target above a 7-dim box's maximum could never be met).
             chunk = max(1, cfg.policy.chunk_size)
-            agent_cfg = dataclasses.replace(cfg.agent, action_magnitude=1.0, features="observation",
+            agent_cfg = dataclasses.replace(cfg.agent, action_magnitude=1.0, features=cfg.train.action_space_features,
                                             utd=max(1, cfg.agent.utd // chunk), target_entropy=cfg.agent.target_entropy / chunk)
         else:
-            self.policy = policy or load_base_policy(cfg.policy)
-            if hasattr(self.policy, "normalization"):
-                check_fits(self.policy, self.env.observation_space, self.env.action_space, f"The policy '{cfg.policy.checkpoint}'")
+            self.policy = base
             agent_cfg = cfg.agent
         self.features = FeatureFn(self.policy, self.env, agent_cfg.features, agent_cfg.encoder_image_keys)
         blank = {k: np.zeros((1, *space.shape), space.dtype) for k, space in self.env.observation_space.spaces.items()}
@@ -163,7 +166,7 @@ class DSRLTrainer:
         self.env_steps = 0
         self.next_eval = cfg.train.eval_every_steps
         self.label = "sac_action_space" if cfg.train.action_space_baseline else agent_cfg.algorithm
-        self.observations = observation_label(cfg, self.policy)  # what the run observes, in words, on its results
+        self.observations = observation_label(cfg, base or self.policy)  # what the run observes, in words, on its results
         self.logger: MetricsLogger | None = None
         self._run_lock: RunLock | None = None  # the run folder, while this trainer writes into it
         # metrics.jsonl records that wait for the checkpoint holding their episode (see _settle), and
