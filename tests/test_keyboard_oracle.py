@@ -123,6 +123,22 @@ def test_unknown_key_is_ignored_with_a_hint(terminal, oracle_on):
     assert "'x' is not a key here: s success" in oracle.output.getvalue()
 
 
+def test_an_emergency_stop_typed_while_a_question_is_open_stops_the_next_episode(terminal, oracle_on):
+    master, _ = terminal
+    oracle = oracle_on()
+    oracle.start_episode("task")
+    os.write(master, b" s")  # SPACE is never an answer: noted, and the question takes the s
+    answer, typed = oracle.ask("Did it succeed?", "sf", "press s or f.")
+    assert answer == "s" and [k["key"] for k in typed] == ["s"]
+    assert "[human] EMERGENCY STOP: the run stops before the next episode starts" in oracle.output.getvalue()
+    oracle.start_episode("task")
+    assert [oracle.poll(), oracle.poll()] == [HumanEvent.ESTOP, None]
+    os.write(master, b"e")  # typed before a verify question, which drops what was typed before it: kept
+    oracle.discard_typed()
+    oracle.start_episode("task")
+    assert oracle.poll() is HumanEvent.ESTOP
+
+
 def test_keys_between_episodes_are_dropped_but_an_emergency_stop_stays(terminal, oracle_on):
     master, _ = terminal
     oracle = oracle_on()

@@ -17,6 +17,7 @@ from dsrl_real.analysis.report import summarize_run
 from dsrl_real.analysis.verify_summary import verify_line, verify_summary
 from dsrl_real.cli import main
 from dsrl_real.config import ConfigError, load_config
+from dsrl_real.envs.safety import EmergencyStop
 from dsrl_real.recording import RecordedRun
 from dsrl_real.recording.seeding import seed_transitions
 from dsrl_real.rewards.base import EPISODE_SCORE, PROGRESS, SUCCESS, EpisodeScore, ProgressScore
@@ -188,6 +189,36 @@ def test_the_keyboard_takes_one_answer_after_the_question_and_none_when_the_time
 
 
 # ---- training through the pseudo-terminal ------------------------------------------------------------------
+class Watcher(io.StringIO):
+    """The verifier's terminal output; at the start of each watched episode it types that episode's scripted keys."""
+
+    def __init__(self, master: int, keys_per_episode=()):
+        super().__init__()
+        self.master, self.keys = master, list(keys_per_episode)
+
+    def write(self, text):
+        if "[human] Episode:" in text and self.keys:
+            os.write(self.master, self.keys.pop(0).encode())
+        return super().write(text)
+
+
+def test_the_person_verifying_keeps_the_emergency_stop_during_the_models_episodes(tmp_path):
+    master, slave = os.openpty()
+    watcher = Watcher(master, ["s", " "])  # episode 1: s is no key while the model labels; episode 2: SPACE
+    verifier = KeyboardVerifier(KeyboardOracle(slave, output=watcher, close_fd=True))
+    try:
+        with pytest.raises(EmergencyStop, match="^Emergency stop pressed: the robot is holding its position"):
+            train(tmp_path / "run", "reward.verify=human", "train.env_steps=48", backend=Claims([False]), verifier=verifier)
+    finally:
+        os.close(master)
+    output = watcher.getvalue()
+    assert output.count("[human] Keys: p pause/resume, SPACE or e EMERGENCY STOP, Ctrl-C quit") == 2
+    assert "[human] 's' is not a key here: p pause/resume, SPACE or e EMERGENCY STOP" in output
+    assert "[human] EMERGENCY STOP" in output
+    episodes = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "episode"]
+    assert [r["length"] for r in episodes] == [12]  # the first ran its 12 steps; the stop ended the second at once
+
+
 @pytest.fixture(scope="module")
 def verified_run(tmp_path_factory):
     """Four claimed successes, each ending its episode at the first step: the human rejects the first (after a

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import os
 
-from .keyboard import KeyboardOracle
+from .keyboard import HumanEvent, KeyboardOracle
 from .simulated_human import SimulatedHuman
 from .verify import VerifyRequest
 
 
 class KeyboardVerifier:
     """Puts the question on the keyboard oracle's terminal (default: this process's, as the human backend
-    finds it). Keys typed before the question are dropped: an answer comes after its question."""
+    finds it). Keys typed before the question are dropped: an answer comes after its question. During the
+    episodes the person at that keyboard keeps the pause and emergency-stop keys (`watch`, `poll`)."""
 
     name = "human"
 
@@ -28,6 +29,14 @@ class KeyboardVerifier:
 
     def _answer(self, request: VerifyRequest) -> None:
         """A person answers on their own."""
+
+    def watch(self, instruction: str) -> None:
+        """An episode starts that the reward model labels: the person at the keyboard can pause it or stop the robot."""
+        self.oracle.start_episode(instruction, watch_only=True)
+
+    def poll(self) -> HumanEvent | None:
+        """Pause, resume or emergency stop typed during the watched episode, or None; never blocks."""
+        return self.oracle.poll()
 
     def close(self) -> None:
         self.oracle.close()

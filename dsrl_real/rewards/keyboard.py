@@ -13,8 +13,11 @@ Keys during an episode (upper or lower case):
     space, e EMERGENCY STOP: the widest key on the keyboard, and one next to the others
 When no s or f was pressed, `score_episode` asks: s/f on the "binary" scale (reward 1/0), or a
 score 1-5 on the "1-5" scale (reward (score - 1) / 4, success only at 5).
-Keys pressed between episodes are dropped when the next one starts, except an emergency stop.
-`ask` puts one question with a deadline (verify-positives asks it about a reward model's labels: verify.py).
+Keys pressed between episodes are dropped when the next one starts, except an emergency stop: one typed
+while a question is open (SPACE is never an answer) stops the run when the next episode starts, before the
+policy acts. `ask` puts one question with a deadline (verify-positives asks it about a reward model's labels:
+verify.py). `start_episode(..., watch_only=True)`: a person watching a reward model's episode (verify-positives)
+has pause and the emergency stop only; the model, not a key, labels it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .base import EPISODE_SCORE, SUCCESS, EpisodeClip, EpisodeScore, ProgressSco
 
 SCALES = ("binary", "1-5")
 KEY_HELP = "s success, f failure, p pause/resume, SPACE or e EMERGENCY STOP, Ctrl-C quit"
+WATCH_HELP = "p pause/resume, SPACE or e EMERGENCY STOP, Ctrl-C quit"
 _IGNORED = "\r\n\t"
 
 
@@ -79,21 +83,27 @@ class KeyboardOracle:
         self._closed = self._eof = False
         self.instruction = ""
         self.paused = False
+        self._watch_only = False
         self._pending: deque[HumanEvent] = deque()
         self._keys: list[dict] = []  # every key of the current episode, with its time
         self._label: dict | None = None  # the first s/f key of the episode
         self._t0 = time.monotonic()
 
     # -- during the episode -------------------------------------------------------------------------
-    def start_episode(self, instruction: str) -> None:
-        """Drops keys typed since the last episode (an emergency stop stays) and prints the instructions."""
+    def start_episode(self, instruction: str, watch_only: bool = False) -> None:
+        """Drops keys typed since the last episode (an emergency stop stays) and prints the instructions.
+        `watch_only`: s and f are not keys in this episode (a reward model labels it)."""
         stale = self._read_available()
-        estop = HumanEvent.ESTOP in self._pending or any(_KEYS.get(c.lower()) is HumanEvent.ESTOP for c in stale)
+        estop = HumanEvent.ESTOP in self._pending or _has_estop(stale)
         self._pending = deque([HumanEvent.ESTOP] if estop else [])
-        self._keys, self._label, self.paused = [], None, False
+        self._keys, self._label, self.paused, self._watch_only = [], None, False, watch_only
         self.instruction = instruction
         self._t0 = time.monotonic()
-        self._say(f"\n[human] Episode: {instruction}\n[human] Keys: {KEY_HELP}")
+        self._say(f"\n[human] Episode: {instruction}\n[human] Keys: {self._help}")
+
+    @property
+    def _help(self) -> str:
+        return WATCH_HELP if self._watch_only else KEY_HELP
 
     def poll(self) -> HumanEvent | None:
         """The next key event, or None; never blocks."""
@@ -174,13 +184,15 @@ class KeyboardOracle:
             return
         key = char.lower()
         event = _KEYS.get(key)
+        if self._watch_only and event in (HumanEvent.SUCCESS, HumanEvent.FAILURE):
+            event = None
         if key == "p":
             event = HumanEvent.RESUME if self.paused else HumanEvent.PAUSE
             self.paused = not self.paused
         t = self._now()
         self._keys.append({"key": char, "t": t, "event": event.value if event else None})
         if event is None:
-            self._say(f"[human] {char!r} is not a key here: {KEY_HELP}")
+            self._say(f"[human] {char!r} is not a key here: {self._help}")
             return
         if event in (HumanEvent.SUCCESS, HumanEvent.FAILURE) and self._label is None:
             self._label = {"event": event, "key": char, "t": t}
@@ -203,7 +215,10 @@ class KeyboardOracle:
                     raise EOFError("The human oracle's input closed before the episode was labelled; run it with a "
                                    "keyboard attached or choose another reward backend.")
                 continue  # the time ran out; the loop's check says so
-            if char in _IGNORED or char == " ":
+            if char in _IGNORED:
+                continue
+            if _has_estop(char) and char.lower() not in valid:
+                self._note_estop_between_episodes(char)
                 continue
             typed.append({"key": char, "t": self._now()})
             if char.lower() in valid:
@@ -211,11 +226,22 @@ class KeyboardOracle:
             self._say(f"[human] {char!r} is not an answer: {retry}")
 
     def discard_typed(self) -> str:
-        """Drop the keys typed so far and not yet read (an answer must come after its question); returns them."""
+        """Drop the keys typed so far and not yet read (an answer must come after its question), but not an
+        emergency stop among them; returns them."""
         dropped = ""
         while chunk := self._read_available():
             dropped += chunk
+        if _has_estop(dropped):
+            self._note_estop_between_episodes(next(c for c in dropped if _has_estop(c)))
         return dropped
+
+    def _note_estop_between_episodes(self, char: str) -> None:
+        """An emergency stop typed while no episode runs: the next episode's first poll stops the robot."""
+        if HumanEvent.ESTOP not in self._pending:
+            self._pending.append(HumanEvent.ESTOP)
+        self._keys.append({"key": char, "t": self._now(), "event": HumanEvent.ESTOP.value})
+        self._say("[human] EMERGENCY STOP: the run stops before the next episode starts, before the policy acts "
+                  "(answer an open question first, or press Ctrl-C to end the run now).")
 
     def _ask(self, question: str, valid: str, retry: str) -> tuple[str, float, list[dict]]:
         answer, typed = self.ask(question, valid, retry)
@@ -233,6 +259,10 @@ class KeyboardOracle:
     def _say(self, text: str) -> None:
         self.output.write(text + "\n")
         self.output.flush()
+
+
+def _has_estop(typed: str) -> bool:
+    return any(_KEYS.get(c.lower()) is HumanEvent.ESTOP for c in typed)
 
 
 def _default_input() -> tuple[int, bool]:

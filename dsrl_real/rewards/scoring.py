@@ -10,7 +10,8 @@ then puts the human's question about that score (verify.py), so their answer, to
 
 `EpisodeMonitor` is what the control loop calls after every env step: it sends prefix requests,
 feeds results to the stage tracker and success detector, enforces per-stage step limits, and for
-human backends polls the keyboard (success, failure, pause, emergency stop).
+human backends polls the keyboard (success, failure, pause, emergency stop); with a person verifying a
+reward model's labels (reward.verify=human) it polls their keyboard for pause and emergency stop.
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ class EpisodeMonitor:
 
     def __init__(self, backend: RewardBackend, scorer: BackgroundScorer, stages: Sequence[str], *, instruction: str,
                  fps: float, end_on: str, threshold: float = 0.6, window: int = 3, score_every: int = 1,
-                 stage_max_steps: Sequence[int] = (), pause_poll_s: float = 0.05):
+                 stage_max_steps: Sequence[int] = (), pause_poll_s: float = 0.05, watcher: Any = None):
         if score_every < 1:
             raise ConfigError(f"reward.score_every_steps must be at least 1, got {score_every}.")
         if stage_max_steps and end_on != "detector":
@@ -257,6 +258,8 @@ class EpisodeMonitor:
             raise ConfigError(f"Bad success-detector settings in reward.*: {err}") from err
         self.backend, self.scorer, self.instruction, self.fps, self.end_on = backend, scorer, instruction, fps, end_on
         self.score_every, self.pause_poll_s = score_every, pause_poll_s
+        # a person at a keyboard beside a model's labels (watch(instruction), poll() -> pause/resume/estop), or None
+        self.watcher = watcher if end_on != "human" else None
         self.episode = 0
         self.frames: Mapping[str, list] = {}
         self.truth: list = []
@@ -280,6 +283,8 @@ class EpisodeMonitor:
         self.keys = []
         if self.end_on == "human":
             self.backend.start_episode(self.instruction)
+        elif self.watcher is not None:
+            self.watcher.watch(self.instruction)
 
     def step(self, env, step: int, info: dict) -> EpisodeEnd | None:
         """After env step `step` (its frame is the newest in the lists): an end, or None to go on."""
@@ -287,6 +292,8 @@ class EpisodeMonitor:
         try:
             if self.end_on == "human":
                 return self._human(env, info)
+            if self.watcher is not None:
+                self._safety_keys(env, self._event(self.watcher))
             if self.end_on == "detector":
                 return self._detect(step)
             return None
@@ -329,11 +336,22 @@ class EpisodeMonitor:
     def _human(self, env, info: dict) -> EpisodeEnd | None:
         if hasattr(self.backend, "observe") and "task_status" in info:
             self.backend.observe(info["task_status"])  # the simulated human watches the scene
-        event = self._event()
+        event = self._safety_keys(env, self._event(self.backend), ("SUCCESS", "FAILURE"))
+        if event == "SUCCESS":
+            self.tracker.done = True
+            return EpisodeEnd("human_success", terminated=True, truncated=False, success=True)
+        if event == "FAILURE":
+            return EpisodeEnd("human_failure", terminated=False, truncated=True, success=False)
+        return None
+
+    def _safety_keys(self, env, event: str | None, ends_pause: tuple[str, ...] = ()) -> str | None:
+        """Pause (hold the arm until resume, or until one of `ends_pause` or an emergency stop) and emergency stop
+        (stop the arm, end the run); the event that is left for the caller, or None."""
+        source = self.backend if self.end_on == "human" else self.watcher
         if event == "PAUSE":
             env.hold()
             paused = time.perf_counter()
-            while (event := self._event()) not in ("RESUME", "ESTOP", "SUCCESS", "FAILURE"):
+            while (event := self._event(source)) not in ("RESUME", "ESTOP", *ends_pause):
                 time.sleep(self.pause_poll_s)
             self._pause_in_this_step = time.perf_counter() - paused
             self.paused_s += self._pause_in_this_step
@@ -344,15 +362,10 @@ class EpisodeMonitor:
             env.emergency_stop()
             raise EmergencyStop("Emergency stop pressed: the robot is holding its position and the run has ended; "
                                 "make the scene safe, then continue with --resume.")
-        if event == "SUCCESS":
-            self.tracker.done = True
-            return EpisodeEnd("human_success", terminated=True, truncated=False, success=True)
-        if event == "FAILURE":
-            return EpisodeEnd("human_failure", terminated=False, truncated=True, success=False)
-        return None
+        return event
 
-    def _event(self) -> str | None:
-        event = self.backend.poll()
+    def _event(self, source) -> str | None:
+        event = source.poll()
         if event is None:
             return None
         self.keys.append(getattr(event, "name", str(event)).upper())
@@ -378,11 +391,18 @@ class RewardRuntime:
         self.scorer = BackgroundScorer(self.backend, background=not inline)
         # Stages advance only on detected success; otherwise the backend is asked about the whole task.
         stages = task.stages if r.track_stages and self.end_on == "detector" else (task.instruction,)
-        self.monitor = EpisodeMonitor(self.backend, self.scorer, stages, instruction=task.instruction, fps=fps, end_on=self.end_on,
-                                      threshold=r.success_threshold, window=r.success_window,
-                                      score_every=r.score_every_steps, stage_max_steps=tuple(r.stage_max_steps))
-        self.task, self.fps, self.form = task, fps, r.form
         verifier = verifier if verifier is not None else build_verifier(cfg)
+        try:
+            self.monitor = EpisodeMonitor(self.backend, self.scorer, stages, instruction=task.instruction, fps=fps,
+                                          end_on=self.end_on, threshold=r.success_threshold, window=r.success_window,
+                                          score_every=r.score_every_steps, stage_max_steps=tuple(r.stage_max_steps),
+                                          watcher=verifier if hasattr(verifier, "poll") else None)
+        except BaseException:
+            self.scorer.close()
+            if verifier is not None:
+                verifier.close()
+            raise
+        self.task, self.fps, self.form = task, fps, r.form
         self.verify = None if verifier is None else VerifyPositives(verifier, r.verify_timeout_s, r.verify_failure_fraction,
                                                                     cfg.run.seed)
 
