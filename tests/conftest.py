@@ -61,6 +61,15 @@ def hashes():
     return file_hashes
 
 
+def config_refusal(overrides=(), path=None) -> str:
+    """The one sentence load_config refuses `overrides` (on the config file `path`) with; fails if it accepts them."""
+    from dsrl_real.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, list(overrides))
+    return str(refused.value)
+
+
 def assert_same_batch(got: dict, expected: dict) -> None:
     """Two replay samples hold the same arrays under the same keys (one level of nesting: obs, next_obs)."""
     for key, value in expected.items():

@@ -8,10 +8,11 @@ import logging
 import time
 
 import pytest
+from conftest import config_refusal
 from test_ray_learner import no_ray_yet, ray_daemons, records
 from test_train import make_trainer
 
-from dsrl_real.config import ConfigError, load_config
+from dsrl_real.config import load_config
 from dsrl_real.recording.reader import RecordedRun
 from dsrl_real.train.fleet import SEED_STRIDE, actor_config, actor_ids
 from dsrl_real.train.remote_learner import ActorTally
@@ -77,9 +78,7 @@ def test_each_simulated_actor_has_its_own_id_seed_and_recording_folder_and_joins
      "actors.num = 2 runs simulated actors beside a simulated robot, but robot.kind = 'widowx'; set actors.num=1 with a real robot."),
 ])
 def test_simulated_actors_need_a_ray_learner_and_a_simulated_robot(overrides, sentence):
-    with pytest.raises(ConfigError) as refused:
-        load_config(overrides=overrides)
-    assert str(refused.value) == sentence
+    assert config_refusal(overrides) == sentence
 
 
 def test_killing_one_actor_of_several_leaves_the_others_running(tmp_path, caplog):
