@@ -41,6 +41,9 @@ def test_the_conditions_are_truth_the_stand_in_at_three_near_miss_rates_and_with
         "stand_in_0.3": ("reward.backend=sim_reward_model", "reward.stand_in_near_miss_rate=0.3", "reward.end_on=env"),
         "stand_in_0.3_verify": ("reward.backend=sim_reward_model", "reward.stand_in_near_miss_rate=0.3", "reward.end_on=env",
                                 "reward.verify=sim_human"),
+        "stand_in_0.3_verify_sampled": ("reward.backend=sim_reward_model", "reward.stand_in_near_miss_rate=0.3",
+                                        "reward.end_on=env", "reward.verify=sim_human", "reward.verify_clearance=10",
+                                        "reward.verify_sample_fraction=0.25"),
     }
     assert (REWARD_TRUST.name, REWARD_TRUST.kind, REWARD_TRUST.variants) == ("reward-trust", "condition", CONDITIONS)
     spec = RunSpec("stand_in_0.3", 1, "out", ("a=1",), (), REWARD_TRUST)
@@ -65,11 +68,11 @@ def _bench(out, *args):
 def test_each_run_trains_its_condition_on_its_seed_with_the_benchs_budgets_and_the_report_compares_it_with_truth(faked, capsys):
     assert _bench(faked) == 0
     report = json.loads(capsys.readouterr().out)
-    seen = [(c.reward.backend, c.reward.stand_in_near_miss_rate, c.reward.verify, c.reward.end_on, c.run.seed, c.agent.seed)
-            for c in bench_runs.TRAINED]
-    assert seen == [(b, r, v, "env", s, s) for s in (0, 1) for b, r, v in (
-        ("sim_truth", 0.3, "none"), ("sim_reward_model", 0.0, "none"), ("sim_reward_model", 0.15, "none"),
-        ("sim_reward_model", 0.3, "none"), ("sim_reward_model", 0.3, "sim_human"))]
+    seen = [(c.reward.backend, c.reward.stand_in_near_miss_rate, c.reward.verify, c.reward.verify_clearance, c.reward.end_on,
+             c.run.seed, c.agent.seed) for c in bench_runs.TRAINED]
+    assert seen == [(b, r, v, k, "env", s, s) for s in (0, 1) for b, r, v, k in (
+        ("sim_truth", 0.3, "none", 0), ("sim_reward_model", 0.0, "none", 0), ("sim_reward_model", 0.15, "none", 0),
+        ("sim_reward_model", 0.3, "none", 0), ("sim_reward_model", 0.3, "sim_human", 0), ("sim_reward_model", 0.3, "sim_human", 10))]
     for cfg in bench_runs.TRAINED:
         assert (cfg.agent.algorithm, cfg.task.name, cfg.env.object_state, cfg.train.record, cfg.policy.checkpoint) == (
             "dsrl_sac", "monkey", True, False, str(policy_file(faked)))
@@ -101,7 +104,25 @@ def test_a_rerun_trains_only_the_runs_without_a_result(faked, capsys):
     assert [(c.reward.stand_in_near_miss_rate, c.run.seed) for c in bench_runs.TRAINED] == [(0.15, 1)]
     assert {p: p.read_bytes() for p in kept} == kept
     report = json.loads(capsys.readouterr().out)
-    assert (report["skipped_finished_runs"], report["stand_in_0.15"]["n_seeds"]) == (9, 2)
+    assert (report["skipped_finished_runs"], report["stand_in_0.15"]["n_seeds"]) == (11, 2)
+
+
+def test_a_folder_takes_a_condition_added_since_but_refuses_one_whose_overrides_changed(faked, capsys):
+    assert _bench(faked, "--conditions", "truth") == 0
+    held = _json(faked / "bench.json")
+    del held["condition_overrides"]["stand_in_0.3_verify_sampled"]  # as a bench of before that condition wrote it
+    (faked / "bench.json").write_text(json.dumps(held))
+    assert _bench(faked, "--conditions", "stand_in_0.3_verify_sampled") == 0
+    assert _json(faked / "bench.json")["condition_overrides"] == {c: list(o) for c, o in CONDITIONS.items()}
+    assert [c.reward.verify_clearance for c in bench_runs.TRAINED] == [0, 0, 10, 10]
+    held["condition_overrides"]["truth"] = ["reward.backend=sim_truth"]
+    (faked / "bench.json").write_text(json.dumps(held))
+    capsys.readouterr()
+    assert _bench(faked, "--conditions", "truth") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dsrl-real: '{faked}' holds a bench reward-trust run with other settings (condition_overrides[truth] "
+        "['reward.backend=sim_truth'], not ['reward.backend=sim_truth', 'reward.end_on=env']); choose another --out or "
+        "remove that folder.")
 
 
 def _write_results(out, condition, results):
@@ -177,7 +198,7 @@ def test_episodes_that_needed_a_human_are_read_from_the_verification_of_each_epi
 
 @pytest.mark.parametrize(("args", "sentence"), [
     (["--conditions", "truth,noisy"], "argument --conditions: 'noisy' is not one of truth, stand_in_0, stand_in_0.15, stand_in_0.3, "
-                                      "stand_in_0.3_verify; give some of them separated by commas"),
+                                      "stand_in_0.3_verify, stand_in_0.3_verify_sampled; give some of them separated by commas"),
     (["--obs", "depth"], "argument --obs: invalid choice: 'depth' (choose from 'pixels', 'state')"),
 ])
 def test_bad_flags_are_refused_in_one_sentence(capsys, args, sentence):

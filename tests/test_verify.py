@@ -26,6 +26,7 @@ from dsrl_real.rewards.keyboard import KeyboardOracle
 from dsrl_real.rewards.verify import (
     CLAIMED_SUCCESS,
     FAILURE_CHECK,
+    SamplingPlan,
     Verification,
     VerifyPositives,
     VerifyRequest,
@@ -160,6 +161,50 @@ def test_only_claimed_successes_are_asked_unless_failures_are_drawn_for_a_check(
     assert VerifyRequest(FAILURE_CHECK, "do it", "claims").keys == "sf"
     with pytest.raises(ValueError, match=r"^The verify timeout must be positive seconds, got 0.$"):
         VerifyPositives(verifier, timeout_s=0)
+
+
+class Draws:
+    """A stand-in random generator whose draws come from a script."""
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+
+    def random(self):
+        return self.draws.pop(0)
+
+
+def test_the_sampling_plan_asks_every_claim_until_the_clearance_then_a_share_until_a_rejection():
+    plan = SamplingPlan(clearance=3, fraction=0.25)
+    rng = Draws([0.9, 0.1, 0.2])
+    asked = []
+    for answer in ["y", "n", "y", "y", None, "y", "(not asked)", "y", "n", "y"]:
+        asks = plan.asks(rng)
+        asked.append(asks)
+        if asks:
+            plan.answered(answer)
+    # every claim until three confirmed in a row (a rejection restarts the count, no answer does not), then a
+    # quarter: draws 0.9 (not asked), 0.1 (asked: y), 0.2 (asked: n), then every claim again, with no draw
+    assert asked == [True, True, True, True, True, True, False, True, True, True]
+    assert (plan.sampling, plan.confirmed_in_a_row, rng.draws) == (False, 1, [])
+    every = SamplingPlan()
+    for _ in range(50):
+        every.answered("y")
+    assert every.asks(None) and not every.sampling  # clearance 0: every claim, and no draw is taken
+    with pytest.raises(ValueError, match=r"^The share of claimed successes to spot-check must lie in \(0, 1\], got 0.$"):
+        SamplingPlan(3, 0)
+
+
+def test_a_claim_the_plan_leaves_out_asks_no_one_and_a_resumed_run_takes_up_the_plan_where_it_stood():
+    success = EpisodeScore(1.0, True, 5)
+    verifier = Asked(["y", "y"])
+    verify = VerifyPositives(verifier, 30.0, plan=SamplingPlan(clearance=2, fraction=1e-9))
+    assert [verify.check(success, "do it", "claims").asked for _ in range(4)] == [CLAIMED_SUCCESS, CLAIMED_SUCCESS, None, None]
+    assert len(verifier.requests) == 2  # the two claims left out were never put to the verifier
+    resumed = VerifyPositives(Asked(), 30.0, plan=SamplingPlan(clearance=2, fraction=1e-9))
+    resumed.resume([Verification(CLAIMED_SUCCESS, "y").fields(), Verification().fields(), Verification(CLAIMED_SUCCESS, "y").fields()])
+    assert resumed.plan.sampling and resumed.check(success, "do it", "claims") == Verification()
+    resumed.resume([Verification(CLAIMED_SUCCESS, "n").fields()])
+    assert not resumed.plan.sampling
 
 
 def test_the_human_overrules_the_label_where_they_disagree_and_a_rejected_success_ends_as_a_failure():
@@ -351,6 +396,11 @@ def test_the_simulated_human_rejects_a_noisy_backends_false_successes_and_the_ru
     (["reward.verify_failure_fraction=0.1"],
      "reward.verify_failure_fraction = 0.1 asks a human about claimed failures, which happens only with reward.verify=human "
      "(or sim_human in simulation); set one, or leave the fraction at 0."),
+    (["reward.verify_clearance=10"],
+     "reward.verify_clearance = 10 plans which claimed successes a human checks, which happens only with reward.verify=human "
+     "(or sim_human in simulation); set one, or leave it at 0."),
+    (["reward.verify=sim_human", "reward.verify_sample_fraction=0"],
+     "reward.verify_sample_fraction = 0.0 is out of range; it must be in (0, 1]."),
 ])
 def test_verify_settings_that_cannot_work_are_one_sentence(overrides, message):
     assert config_refusal(overrides) == message

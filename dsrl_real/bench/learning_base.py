@@ -26,6 +26,7 @@ from ..storage import write_atomic
 SETTINGS_FILE = "bench.json"  # what the folder's runs were asked for; a later invocation must ask for the same
 BASE_FILE = "base.json"
 LOCK_FILE = ".bench_learning.lock"
+PER_VARIANT = "_overrides"  # a settings key ending so holds a dict of each variant's overrides
 
 
 def policy_file(out: Path) -> Path:
@@ -61,6 +62,26 @@ def write_json(path: Path, value: dict) -> None:
     write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
+def settings_conflicts(held: dict, asked: dict, joiner: str = ", not") -> list[str]:
+    """Where two benches' settings disagree, in words. A per-variant setting (a dict under a key ending in
+    PER_VARIANT, e.g. each condition's overrides) must agree on the variants both name: a folder may hold
+    variants another lacks."""
+    differ = []
+    for k in [*held, *(k for k in asked if k not in held)]:
+        a, b = held.get(k), asked.get(k)
+        if k.endswith(PER_VARIANT) and isinstance(a, dict) and isinstance(b, dict):
+            differ += [f"{k}[{v}] {a[v]!r}{joiner} {b[v]!r}" for v in a if v in b and a[v] != b[v]]
+        elif a != b:
+            differ.append(f"{k} {a!r}{joiner} {b!r}")
+    return differ
+
+
+def joined_settings(held: dict, asked: dict) -> dict:
+    """`held` with the per-variant settings of `asked` added (both agree: settings_conflicts is empty)."""
+    return {**held, **{k: {**v, **asked[k]} for k, v in held.items() if k.endswith(PER_VARIANT) and isinstance(v, dict)
+                       and isinstance(asked.get(k), dict)}}
+
+
 def check_settings(out: Path, settings: dict) -> None:
     """Keep `settings` in out/bench.json, or refuse a folder whose runs were asked for with others (or by
     another bench: a bench other than learning names itself in its settings' "bench")."""
@@ -71,11 +92,12 @@ def check_settings(out: Path, settings: dict) -> None:
     bench = held.get("bench", "learning")
     if bench != settings.get("bench", "learning"):
         raise UserError(f"'{out}' holds a bench {bench} run; choose another --out or remove that folder.")
-    differ = [f"{k} {held.get(k)!r}, not {settings.get(k)!r}" for k in [*settings, *(k for k in held if k not in settings)]
-              if held.get(k) != settings.get(k)]
+    differ = settings_conflicts(held, settings)
     if differ:
         raise UserError(f"'{out}' holds a bench {bench} run with other settings ({'; '.join(differ)}); "
                         "choose another --out or remove that folder.")
+    if joined_settings(held, settings) != held:  # variants the folder did not know yet
+        write_json(out / SETTINGS_FILE, joined_settings(held, settings))
 
 
 def ensure_base(out: Path, overrides: list[str], settings: dict, eval_episodes: int, bench: str = "learning") -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..analysis.metrics import plot_seed_curves
 from ..analysis.seeds import curve_grid, curve_over_seeds, over_seeds
 from ..errors import UserError
-from .learning_base import BASE_FILE, SETTINGS_FILE, read_json, write_json
+from .learning_base import BASE_FILE, SETTINGS_FILE, joined_settings, read_json, settings_conflicts, write_json
 from .learning_runs import LEARNING, SeedBench, finished_runs
 
 REPORT_FILE = "report.json"
@@ -49,11 +49,11 @@ def build_report(folders: Sequence[Path], seeds: Sequence[int] | None = None, va
                         f"give the --out folder of a `dsrl-real bench {bench.name}` run.")
     for folder in folders[1:]:
         other = _settings(folder, bench)
-        differ = [f"{k} {settings.get(k)!r} against {other.get(k)!r}" for k in settings.keys() | other.keys()
-                  if settings.get(k) != other.get(k)]
+        differ = settings_conflicts(settings, other, " against")
         if differ:
             raise UserError(f"'{folders[0]}' and '{folder}' hold benches with other settings ({'; '.join(sorted(differ))}); "
                             "merge only folders run with the same --task, --obs, budgets and overrides.")
+        settings = joined_settings(settings, other)
     bases = [b for b in (read_json(f / BASE_FILE) for f in folders) if b is not None]
     per_variant: dict[str, dict[str, dict]] = {}
     where: dict[tuple[str, int], Path] = {}

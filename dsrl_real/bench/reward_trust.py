@@ -1,7 +1,8 @@
 """`dsrl-real bench reward-trust`: DSRL-SAC on the simulated monkey task trained on rewards of varying trust,
 over several seeds from one base policy: simulator truth (standing for a human labelling every episode),
 the stand-in for a flawed reward model (rewards/stand_in.py) at near-miss false-positive rates 0, 0.15
-and 0.3, and the stand-in at 0.3 with a (simulated) human confirming its claimed successes (reward.verify).
+and 0.3, and the stand-in at 0.3 with a (simulated) human confirming its claimed successes (reward.verify):
+every one, or by a sampling plan that spot-checks them once they hold.
 
 Every condition ends episodes the same way, reward.end_on=env: the simulator ends an episode on its true
 success (or the time limit), and the condition's backend only labels it afterwards; so the conditions
@@ -35,6 +36,10 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     "stand_in_0.15": _stand_in(0.15),
     "stand_in_0.3": _stand_in(0.3),
     "stand_in_0.3_verify": (*_stand_in(0.3), "reward.verify=sim_human"),
+    # verify positives by the continuous sampling plan CSP-1 (rewards/verify.py): every claim until 10 in a row are
+    # confirmed, then a random quarter, until one is rejected
+    "stand_in_0.3_verify_sampled": (*_stand_in(0.3), "reward.verify=sim_human", "reward.verify_clearance=10",
+                                    "reward.verify_sample_fraction=0.25"),
 }
 REWARD_TRUST = SeedBench("reward-trust", "condition", CONDITIONS, train=train_keeping_labels, measure=measure,
                          summarize=summarize)

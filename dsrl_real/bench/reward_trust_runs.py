@@ -21,11 +21,10 @@ from ..analysis.metrics import read_records
 from ..analysis.stand_in_audit import label_entry
 from ..config import Config
 from ..rewards.registry import build_reward_backend
-from ..rewards.verify import CLAIMED_SUCCESS
+from ..rewards.verify import CLAIMED_SUCCESS, REJECTED
 from ..train.trainer import train_once
 
 HUMAN_ORACLE = "sim_truth"  # the backend that stands for a human labelling every episode
-REJECTED = "n"  # the human's key for "it did not succeed" (rewards/verify.py)
 
 
 class LabelTap:

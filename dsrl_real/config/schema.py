@@ -349,6 +349,10 @@ class RewardConfig:
     verify: VerifyMode = "none"
     verify_timeout_s: float = checked(30.0, "(0, 3600]")  # no answer by then (the reset time): the backend's label stands, unverified
     verify_failure_fraction: float = checked(0.0, PROBABILITY)  # also ask about this random share of claimed failures (s/f)
+    # 0: ask about every claimed success. N: Dodge's continuous sampling plan (CSP-1): ask about every one until N in a
+    # row are confirmed, then about a random verify_sample_fraction of them, until the human rejects one
+    verify_clearance: int = checked(0, "[0, 10000]")
+    verify_sample_fraction: float = checked(0.25, "(0, 1]")
     verify_warn_false_positive_rate: float = checked(0.2, PROBABILITY)  # warn when the share of claimed successes rejected passes it
 
 
@@ -479,6 +483,9 @@ def _verify_problems(cfg: Config) -> Iterator[str]:
         if r.verify_failure_fraction > 0:
             yield (f"reward.verify_failure_fraction = {r.verify_failure_fraction} asks a human about claimed failures, which "
                    "happens only with reward.verify=human (or sim_human in simulation); set one, or leave the fraction at 0.")
+        if r.verify_clearance > 0:
+            yield (f"reward.verify_clearance = {r.verify_clearance} plans which claimed successes a human checks, which "
+                   "happens only with reward.verify=human (or sim_human in simulation); set one, or leave it at 0.")
         return
     humans = ("human", "sim_human")
     if r.backend in humans:

@@ -33,7 +33,7 @@ from .base import SUCCESS, EpisodeClip, EpisodeScore, ProgressScore, RewardBacke
 from .detection import StageTracker, SuccessDetector, stage_segments
 from .registry import build_reward_backend, build_verifier
 from .shaping import check_form, per_frame, shape_rewards, staged_progress
-from .verify import Verification, Verifier, VerifyPositives, training_score
+from .verify import SamplingPlan, Verification, Verifier, VerifyPositives, training_score
 
 HUMAN_BACKENDS = ("human", "sim_human")
 END_ON = ("auto", "detector", "env", "time_limit")
@@ -404,7 +404,7 @@ class RewardRuntime:
             raise
         self.task, self.fps, self.form = task, fps, r.form
         self.verify = None if verifier is None else VerifyPositives(verifier, r.verify_timeout_s, r.verify_failure_fraction,
-                                                                    cfg.run.seed)
+                                                                    cfg.run.seed, SamplingPlan(r.verify_clearance, r.verify_sample_fraction))
 
     @property
     def ends_episodes(self) -> bool:

@@ -515,8 +515,10 @@ class DSRLTrainer:
         self.logger = MetricsLogger(self.out_dir, cfg.wandb, config=dataclasses.asdict(self.cfg))
         if resume:
             self.logger.ensure_logged(self._restored_records)
-            self.verify_tally = VerifyTally(self.reward_label, self.cfg.reward.verify_warn_false_positive_rate,
-                                            [r["verification"] for r in self.logger.records("episode") if "verification" in r])
+            recorded = [r["verification"] for r in self.logger.records("episode") if "verification" in r]
+            self.verify_tally = VerifyTally(self.reward_label, self.cfg.reward.verify_warn_false_positive_rate, recorded)
+            if self.rewards.verify is not None:
+                self.rewards.verify.resume(recorded)  # where its sampling plan stood
         task = progress.add_task(f"{self.label}", total=cfg.env_steps, completed=self.env_steps) if progress else None
         self._pending = None  # (re)started: nothing waits for the buffer
         try:
