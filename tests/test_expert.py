@@ -57,6 +57,27 @@ def test_progress_rises_through_the_stages_of_the_monkey_task():
     assert all(s.stage == 0 for s in before_grasp)
 
 
+def test_a_monkey_picked_up_and_dropped_beside_the_towel_keeps_the_progress_of_its_carry():
+    from dsrl_real.geometry import matrix_to_rpy, pose_to_matrix
+    from dsrl_real.rewards.simulated_human import progress_score
+
+    sim = Tabletop("monkey", 0)
+    expert = ScriptedExpert(sim)
+    m = sim.monkey
+    while not (m.grasped and np.linalg.norm(m.position[:2] - m.towel_center) < 0.12):
+        action = expert.act()
+        pose = sim.ee_matrix()
+        sim.move_ee(pose_to_matrix(pose[:3, 3] + action[:3], matrix_to_rpy(pose[:3, :3]) + action[3:6]))
+        sim.set_gripper(action[6] < 0.5)
+    carried = sim.status()
+    sim.set_gripper(False)  # let go beside the towel: the near miss of "placed beside the towel"
+    dropped = sim.status()
+    carry = 1.0 - np.linalg.norm(m.position[:2] - m.towel_center) / 0.25
+    assert not m.on_towel() and not dropped.success and dropped.stage == 1 and dropped.stage_success == (True, False)
+    assert dropped.progress == pytest.approx(0.5 + 0.35 * carry) and dropped.stage_progress == pytest.approx(carry)
+    assert progress_score(dropped) == progress_score(carried) == 4  # a near miss, as while it was still held
+
+
 def test_wilson_interval_known_values():
     low, high = wilson_interval(8, 10)
     assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)

@@ -3,7 +3,8 @@ positives cluster on the episodes that almost succeeded, as a learned reward mod
 
 The closeness of a failed episode is the simulated human's 1-5 progress score of its final state
 (`progress_score`: 1 + round(4 * progress), at most 4 without success; on the monkey task 1-3 is not
-grasped or barely, 4 grasped and carried most of the way: the near miss). For each episode, from one
+grasped or barely, 4 carried most of the way, still held or dropped beside the towel: the near miss;
+the simulator's progress keeps a carry that was let go, sim/tabletop.py). For each episode, from one
 seeded stream:
 - a failure of closeness s is called a success, score 5, with probability `false_positive_by_score[s - 1]`;
 - a success is called a failure, score 4, with probability `false_negative_rate`;

@@ -195,6 +195,9 @@ class Tabletop:
             elif m.grasped:
                 progress = 0.5 + 0.1 * lift + 0.35 * carry
                 stage_progress = carry if stage == 1 else 0.5 + 0.5 * lift
+            elif done[0]:  # picked up, then let go: as far along as the towel is near (dropped beside it: a near miss)
+                progress = 0.5 + 0.35 * carry
+                stage_progress = carry
             else:
                 progress = 0.4 * reach
                 stage_progress = 0.5 * reach if stage == 0 else 0.0
