@@ -5,6 +5,7 @@ so both answer through the same terminal code: one key, with a deadline."""
 from __future__ import annotations
 
 import os
+import threading
 
 from .keyboard import HumanEvent, KeyboardOracle
 from .simulated_human import SimulatedHuman
@@ -20,23 +21,40 @@ class KeyboardVerifier:
 
     def __init__(self, oracle: KeyboardOracle | None = None):
         self.oracle = oracle if oracle is not None else KeyboardOracle()
+        # Held while a question is open: the question (on the scoring worker) may overlap an evaluation episode
+        # the control loop watches, and its answer must not be read as that episode's key.
+        self._question = threading.Lock()
 
     def ask(self, request: VerifyRequest, timeout_s: float) -> str | None:
-        self.oracle.discard_typed()
-        self._answer(request)
-        key, _ = self.oracle.ask(request.question(), request.keys, request.retry(), timeout_s=timeout_s)
-        return key
+        with self._question:
+            self.oracle.discard_typed()
+            self._answer(request)
+            key, _ = self.oracle.ask(request.question(), request.keys, request.retry(), timeout_s=timeout_s)
+            return key
 
     def _answer(self, request: VerifyRequest) -> None:
         """A person answers on their own."""
 
     def watch(self, instruction: str) -> None:
-        """An episode starts that the reward model labels: the person at the keyboard can pause it or stop the robot."""
-        self.oracle.start_episode(instruction, watch_only=True)
+        """An episode starts that the reward model labels: the person at the keyboard can pause it or stop the robot.
+        While a question is open the keys typed stay for it (an emergency stop among them stops the run after it)."""
+        if not self._question.acquire(blocking=False):
+            self.oracle.start_episode(instruction, watch_only=True, drop_typed=False)
+            return
+        try:
+            self.oracle.start_episode(instruction, watch_only=True)
+        finally:
+            self._question.release()
 
     def poll(self) -> HumanEvent | None:
-        """Pause, resume or emergency stop typed during the watched episode, or None; never blocks."""
-        return self.oracle.poll()
+        """Pause, resume or emergency stop typed during the watched episode, or None; never blocks, and reads
+        nothing while a question is open."""
+        if not self._question.acquire(blocking=False):
+            return None
+        try:
+            return self.oracle.poll()
+        finally:
+            self._question.release()
 
     def close(self) -> None:
         self.oracle.close()

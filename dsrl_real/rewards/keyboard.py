@@ -90,10 +90,10 @@ class KeyboardOracle:
         self._t0 = time.monotonic()
 
     # -- during the episode -------------------------------------------------------------------------
-    def start_episode(self, instruction: str, watch_only: bool = False) -> None:
-        """Drops keys typed since the last episode (an emergency stop stays) and prints the instructions.
-        `watch_only`: s and f are not keys in this episode (a reward model labels it)."""
-        stale = self._read_available()
+    def start_episode(self, instruction: str, watch_only: bool = False, drop_typed: bool = True) -> None:
+        """Drops keys typed since the last episode (an emergency stop stays; `drop_typed` False: leaves them to be
+        read) and prints the instructions. `watch_only`: s and f are not keys in this episode (a reward model labels it)."""
+        stale = self._read_available() if drop_typed else ""
         estop = HumanEvent.ESTOP in self._pending or _has_estop(stale)
         self._pending = deque([HumanEvent.ESTOP] if estop else [])
         self._keys, self._label, self.paused, self._watch_only = [], None, False, watch_only
