@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..rewards.verify import CLAIMED_SUCCESS, FAILURE_CHECK
+from ..rewards.verify import CLAIMED_SUCCESS, FAILURE_CHECK, REJECTED
 from ..rollout import rate
 
 
@@ -25,7 +25,7 @@ def verify_summary(entries: Iterable[dict], warn_rate: float | None = None, back
     asked = [e for e in entries if e.get("verify")]
     claims = [e for e in asked if e["verify"] == CLAIMED_SUCCESS and e.get("answer")]
     checks = [e for e in asked if e["verify"] == FAILURE_CHECK and e.get("answer")]
-    rejected = sum(e["answer"] == "n" for e in claims)
+    rejected = sum(e["answer"] == REJECTED for e in claims)
     answered = len(claims) + len(checks)
     out = {"backend": backend, "episodes": len(entries), "needed_human": len(asked),
            "needed_human_share": len(asked) / len(entries) if entries else None,

@@ -96,8 +96,9 @@ def check_settings(out: Path, settings: dict) -> None:
     if differ:
         raise UserError(f"'{out}' holds a bench {bench} run with other settings ({'; '.join(differ)}); "
                         "choose another --out or remove that folder.")
-    if joined_settings(held, settings) != held:  # variants the folder did not know yet
-        write_json(out / SETTINGS_FILE, joined_settings(held, settings))
+    joined = joined_settings(held, settings)
+    if joined != held:  # variants the folder did not know yet
+        write_json(out / SETTINGS_FILE, joined)
 
 
 def ensure_base(out: Path, overrides: list[str], settings: dict, eval_episodes: int, bench: str = "learning") -> dict:

@@ -231,8 +231,9 @@ class KeyboardOracle:
         dropped = ""
         while chunk := self._read_available():
             dropped += chunk
-        if _has_estop(dropped):
-            self._note_estop_between_episodes(next(c for c in dropped if _has_estop(c)))
+        estop = next((c for c in dropped if _has_estop(c)), None)
+        if estop is not None:
+            self._note_estop_between_episodes(estop)
         return dropped
 
     def _note_estop_between_episodes(self, char: str) -> None:

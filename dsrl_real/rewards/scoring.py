@@ -293,7 +293,7 @@ class EpisodeMonitor:
             if self.end_on == "human":
                 return self._human(env, info)
             if self.watcher is not None:
-                self._safety_keys(env, self._event(self.watcher))
+                self._safety_keys(env, self.watcher)
             if self.end_on == "detector":
                 return self._detect(step)
             return None
@@ -336,7 +336,7 @@ class EpisodeMonitor:
     def _human(self, env, info: dict) -> EpisodeEnd | None:
         if hasattr(self.backend, "observe") and "task_status" in info:
             self.backend.observe(info["task_status"])  # the simulated human watches the scene
-        event = self._safety_keys(env, self._event(self.backend), ("SUCCESS", "FAILURE"))
+        event = self._safety_keys(env, self.backend, ("SUCCESS", "FAILURE"))
         if event == "SUCCESS":
             self.tracker.done = True
             return EpisodeEnd("human_success", terminated=True, truncated=False, success=True)
@@ -344,10 +344,11 @@ class EpisodeMonitor:
             return EpisodeEnd("human_failure", terminated=False, truncated=True, success=False)
         return None
 
-    def _safety_keys(self, env, event: str | None, ends_pause: tuple[str, ...] = ()) -> str | None:
-        """Pause (hold the arm until resume, or until one of `ends_pause` or an emergency stop) and emergency stop
-        (stop the arm, end the run); the event that is left for the caller, or None."""
-        source = self.backend if self.end_on == "human" else self.watcher
+    def _safety_keys(self, env, source, ends_pause: tuple[str, ...] = ()) -> str | None:
+        """The next key event of `source` (the human backend or the watching verifier): pause (hold the arm until
+        resume, or until one of `ends_pause` or an emergency stop) and emergency stop (stop the arm, end the run)
+        act here; the event that is left for the caller, or None."""
+        event = self._event(source)
         if event == "PAUSE":
             env.hold()
             paused = time.perf_counter()
