@@ -5,6 +5,12 @@ worker processes and the command line's refusals. What it prints, never how fast
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from fakes.bench_runs import fake_run
@@ -125,6 +131,41 @@ def test_parallel_runs_go_to_spawned_single_threaded_workers_each_writing_its_re
         assert r["pid"] != os.getpid() and r["xla_flags"] == f"--xla_dump_to=/nowhere {SINGLE_THREADED_XLA}"
         assert _result(tmp_path, r["seed"], "dsrl_na") == r
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/nowhere"  # this process's own, as it was
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_bench_killed_by_sigterm_takes_its_workers_with_it(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from fakes.bench_runs import hanging_run
+        from dsrl_real.bench.learning_runs import RunSpec, run_all
+        run_all([RunSpec("dsrl_sac", s, {str(tmp_path)!r}, ()) for s in (0, 1)], jobs=2, run=hanging_run)
+        """)], cwd=Path(__file__).parent, env={**os.environ, "PYTHONPATH": f"{Path(__file__).parent}:{Path(__file__).parent.parent}"})
+    try:
+        pid_files = [tmp_path / "pid-0", tmp_path / "pid-1"]
+        deadline = time.monotonic() + 120
+        while not all(p.exists() and p.read_text() for p in pid_files):
+            assert parent.poll() is None and time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.1)
+        workers = [int(p.read_text()) for p in pid_files]
+        assert all(_alive(pid) for pid in workers)
+        parent.terminate()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        parent.kill()
+        for p in tmp_path.glob("pid-*"):
+            if p.read_text() and _alive(int(p.read_text())):
+                os.kill(int(p.read_text()), signal.SIGKILL)
 
 
 @pytest.mark.parametrize(("args", "sentence"), [

@@ -6,9 +6,11 @@ scratch. `SeedBench` says what one bench compares and how its runs train."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -127,6 +129,17 @@ def single_threaded_children() -> Iterator[None]:
             os.environ["XLA_FLAGS"] = old
 
 
+def die_with_parent(parent: int) -> None:
+    """A worker's initializer: on Linux the kernel sends it SIGTERM when the process that spawned it dies
+    (prctl PR_SET_PDEATHSIG), so a bench killed with `kill PID` leaves no worker training on; elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent was already gone before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_all(specs: Sequence[RunSpec], jobs: int, run: Callable[[RunSpec], dict] = run_one) -> list[dict]:
     """`run` each of `specs` one after another here (jobs 1) or in `jobs` spawned single-threaded worker
     processes (`run` a module-level function they can import). The first failure stops the runs not yet
@@ -134,7 +147,8 @@ def run_all(specs: Sequence[RunSpec], jobs: int, run: Callable[[RunSpec], dict] 
     if jobs <= 1 or len(specs) <= 1:
         return [_said(spec, run(spec)) for spec in specs]
     results = []
-    with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, len(specs)),
+    with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, len(specs)), initializer=die_with_parent,
+                                                         initargs=(os.getpid(),),
                                                          mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run, spec): spec for spec in specs}
         try:

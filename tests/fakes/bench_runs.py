@@ -1,6 +1,6 @@
 """Stand-ins for the benches over seeds: `fake_run` for bench/learning_runs.run_one (any bench), which spawned
 workers can import: it trains nothing, writes the run's result.json like the real one, and tells which process
-ran it and with which XLA_FLAGS; `fake_trust_train` for bench reward-trust's training of one run."""
+ran it and with which XLA_FLAGS; `hanging_run`, one that never ends; `fake_trust_train` for bench reward-trust's training of one run."""
 
 import json
 import os
@@ -15,6 +15,15 @@ def fake_run(spec: RunSpec) -> dict:
               "env_steps": 30, "wall_s": 1.0, "curve": [], "pid": os.getpid(), "xla_flags": os.environ.get("XLA_FLAGS")}
     write_json(run_dir(Path(spec.out), spec.variant, spec.seed) / RESULT_FILE, result)
     return result
+
+
+def hanging_run(spec: RunSpec) -> dict:
+    """A run that never ends: it writes its pid to OUT/pid-SEED, then waits (at most 10 minutes)."""
+    import time
+
+    Path(spec.out, f"pid-{spec.seed}").write_text(str(os.getpid()))
+    time.sleep(600)
+    return {}
 
 
 TRAINED: list = []  # the configs fake_trust_train was given, in order (runs in this process: --jobs 1)
