@@ -198,6 +198,45 @@ def test_polyak_target_after_one_update():
     assert agent.step == 1
 
 
+@pytest.mark.parametrize("algorithm", ["dsrl_sac", "dsrl_na"])
+def test_evaluation_acts_with_the_averaged_actor_and_training_is_unchanged(algorithm):
+    make, denoise = (na_batch, LinearDenoiser.chunk) if algorithm == "dsrl_na" else (sac_batch, None)
+    averaged = DSRLAgent(small_cfg(algorithm=algorithm, eval_average_tau=0.25), OBS, SHAPE)
+    live = DSRLAgent(small_cfg(algorithm=algorithm), OBS, SHAPE)
+    expected = leaves(averaged._state["actor"])
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        batch = make(rng)
+        assert averaged.update(batch, denoise) == live.update(batch, denoise)
+        expected = [0.75 * e + 0.25 * a for e, a in zip(expected, leaves(averaged._state["actor"]))]
+    for a, b in zip(leaves(averaged._state["actor"]), leaves(live._state["actor"])):
+        np.testing.assert_array_equal(a, b)  # the average only reads the actor: learning is the same
+    for e, got in zip(expected, leaves(averaged._state["eval_actor"])):
+        np.testing.assert_allclose(got, e, rtol=1e-5, atol=1e-6)
+    for e, got in zip(leaves(live._state["actor"]), leaves(live._state["eval_actor"])):
+        np.testing.assert_array_equal(got, e)  # 0: evaluation is the live actor
+
+    features = np.random.default_rng(4).normal(size=(5, OBS)).astype(np.float32)
+    mean, _ = averaged.programs.apply_actor(averaged._state["eval_actor"], features)
+    np.testing.assert_allclose(averaged.act(features, deterministic=True).reshape(5, D), 1.5 * np.tanh(np.asarray(mean)), rtol=1e-6)
+    live_mean = live.actor_distribution(features)[0]
+    np.testing.assert_allclose(live.act(features, deterministic=True).reshape(5, D), 1.5 * np.tanh(live_mean), rtol=1e-6)
+    assert not np.allclose(averaged.act(features, deterministic=True), live.act(features, deterministic=True))
+    np.testing.assert_array_equal(averaged.act(features, rng=5), live.act(features, rng=5))  # exploration: the live actor
+
+
+def test_a_checkpoint_from_before_the_evaluation_actor_evaluates_with_its_actor():
+    agent = DSRLAgent(small_cfg(eval_average_tau=0.5), OBS, SHAPE)
+    agent.update(sac_batch(np.random.default_rng(1)))
+    d = agent.state_dict()
+    d["state"] = {k: v for k, v in d["state"].items() if k != "eval_actor"}
+    old = DSRLAgent(small_cfg(eval_average_tau=0.5), OBS, SHAPE)
+    old.load_state_dict(d)
+    features = np.ones((2, OBS), np.float32)
+    expected = 1.5 * np.tanh(agent.actor_distribution(features)[0])
+    np.testing.assert_allclose(old.act(features, deterministic=True).reshape(2, D), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("target_entropy, direction", [(-1000.0, -1), (1000.0, +1)])
 def test_temperature_moves_against_the_entropy_gap(target_entropy, direction):
     cfg = small_cfg(target_entropy=target_entropy, init_temperature=0.5, learning_rate=1e-3)

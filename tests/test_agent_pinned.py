@@ -335,8 +335,12 @@ def test_a_checkpoint_written_before_the_split_loads_and_continues_to_the_pinned
     assert [p for p, _ in jax.tree_util.tree_flatten_with_path(mine["state"])[0]] == [p for p, _ in paths]
     for (p, a), b in zip(paths, jax.tree_util.tree_leaves(mine["state"]), strict=True):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=jax.tree_util.keystr(p))
-    # Saved again, the file has the same layout; and it continues to the numbers the old code reached.
+    # Saved again, the file has the same layout (its config may hold fields added since, at their defaults); and it
+    # continues to the numbers the old code reached.
     resaved = serialization.msgpack_restore(agent.save(tmp_path / "again.msgpack").read_bytes())
+    added = set(resaved["config"]) - set(raw["config"])
+    assert {k: resaved["config"][k] for k in added} == {k: getattr(AgentConfig(), k) for k in added}
+    resaved["config"] = {k: v for k, v in resaved["config"].items() if k not in added}
     assert jax.tree_util.tree_structure(resaved) == jax.tree_util.tree_structure(raw)
     assert_close(continued(path), PINNED_CHECKPOINTS[name], name)
 

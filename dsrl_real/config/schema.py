@@ -196,6 +196,9 @@ class AgentConfig:
     actor_objective: Literal["min", "mean"] = "min"  # over the critic ensemble, in the actor's loss (REDQ: mean)
     gamma: float = checked(0.9, "[0, 1)")
     tau: float = checked(0.005, "(0, 1]")
+    # Evaluation acts with the mean of an averaged actor (and own encoder): Polyak at this rate per gradient
+    # step (1e-4: about the last 10,000 steps, 20 episodes of the simulator at utd 10); 0: the live actor.
+    eval_average_tau: float = checked(0.0, "[0, 1]")
     learning_rate: float = checked(3e-4, LEARNING_RATE)
     batch_size: int = checked(128, BATCH)
     utd: int = checked(10, "[1, 1000]")  # gradient steps per update

@@ -19,7 +19,7 @@ from .programs import programs_for
 from .spec import agent_spec, distill_every, hyperparams
 
 Denoise = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
-ACTING_KEYS = ("actor", "encoder")  # the state entries acting reads
+ACTING_KEYS = ("actor", "encoder", "eval_actor", "eval_encoder")  # the state entries acting reads
 
 
 class DSRLAgent:
@@ -56,7 +56,8 @@ class DSRLAgent:
         With the own encoder, `images` holds each camera's uint8 frames, (B, H, W, C) (or (H, W, C)
         beside single features), never augmented here; `features` may also be the mapping
         {"features": ..., "images": {...}} (what `FeatureFn.agent_input` builds).
-        deterministic: magnitude * tanh(mean) (evaluation). rng: None uses and advances the agent's
+        deterministic: magnitude * tanh(mean) of the evaluation actor (evaluation; the live actor unless
+        `agent.eval_average_tau` averages it). rng: None uses and advances the agent's
         own stream (saved in checkpoints); an int seeds a fresh key; a jax key is used as is."""
         if isinstance(features, Mapping):
             features, images = features["features"], features.get("images")
@@ -81,17 +82,18 @@ class DSRLAgent:
         else:
             key = rng
         magnitude = jnp.float32(self.cfg.action_magnitude)
+        actor, encoder = ("eval_actor", "eval_encoder") if deterministic else ("actor", "encoder")
         if camera_frames is None:
-            w = self.programs.act(self._state["actor"], jnp.asarray(features), key, magnitude, deterministic=bool(deterministic))
+            w = self.programs.act(self._state[actor], jnp.asarray(features), key, magnitude, deterministic=bool(deterministic))
         else:
-            w = self.programs.act_encoded(self._state["actor"], self._state["encoder"], jnp.asarray(features), camera_frames, key,
+            w = self.programs.act_encoded(self._state[actor], self._state[encoder], jnp.asarray(features), camera_frames, key,
                                           magnitude, deterministic=bool(deterministic))
         w = np.asarray(w)
         return w[0] if single else w
 
     # -- acting parameters (a learner in another process sends these) -------------------------------
     def acting_params(self) -> dict[str, Any]:
-        """Only what `act` reads, as numpy arrays: the actor, and with the own encoder the encoder."""
+        """Only what `act` reads, as numpy arrays: the live and evaluation actors, and with the own encoder both encoders."""
         return {k: jax.device_get(self._state[k]) for k in ACTING_KEYS if k in self._state}
 
     def load_acting_params(self, params: Mapping[str, Any]) -> None:

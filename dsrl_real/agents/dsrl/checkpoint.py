@@ -19,6 +19,7 @@ from ...storage import read_msgpack, write_atomic
 from .spec import AgentSpec
 
 FORMAT = "dsrl_real.dsrl_agent.v1"
+EVAL_COPIES = (("actor", "eval_actor"), ("encoder", "eval_encoder"))  # (live, averaged for evaluation)
 
 
 def _is_adam(x) -> bool:
@@ -50,7 +51,10 @@ def describe(cfg: AgentConfig, spec: AgentSpec) -> dict[str, Any]:
 def state_dict(cfg: AgentConfig, spec: AgentSpec, state: Mapping[str, Any]) -> dict[str, Any]:
     d = describe(cfg, spec)
     d["action_bounds"] = {} if spec.action_bounds is None else {"low": spec.action_bounds[0], "high": spec.action_bounds[1]}
-    d["state"] = serialization.to_state_dict(jax.tree_util.tree_map(np.array, jax.device_get(saved_layout(state))))
+    saved = saved_layout(state)
+    if not cfg.eval_average_tau:  # evaluation acts with the live actor: the file keeps the layout it had before averaging
+        saved = {k: v for k, v in saved.items() if k not in dict(EVAL_COPIES).values()}
+    d["state"] = serialization.to_state_dict(jax.tree_util.tree_map(np.array, jax.device_get(saved)))
     return d
 
 
@@ -81,6 +85,9 @@ def restore_state(d: Mapping[str, Any], like: Mapping[str, Any], na: bool) -> di
     state = d["state"]
     if na and "distill_loss" not in state:  # written before na_distill_every existed
         state = {**state, "distill_loss": np.float32(np.nan)}
+    for live, averaged in EVAL_COPIES:  # written without averaging (or before it existed): evaluation acts live
+        if live in state and averaged not in state:
+            state = {**state, averaged: state[live]}
     template = saved_layout(like)
     restored = serialization.from_state_dict(template, state)
     restored = jax.tree_util.tree_map(lambda t, x: jnp.asarray(x, dtype=jnp.asarray(t).dtype), template, restored)

@@ -45,7 +45,7 @@ class Inputs:
         if self.encoder is None:
             return {}
         encoder = _encoder_init(self.encoder, self.image_shapes)(jax.random.fold_in(key, 1))
-        return {"encoder": encoder, "target_encoder": encoder, "opt_encoder": adam_init(encoder, learning_rate),
+        return {"encoder": encoder, "target_encoder": encoder, "eval_encoder": encoder, "opt_encoder": adam_init(encoder, learning_rate),
                 "aug_rng": jax.random.fold_in(key, 2)}
 
     def encode(self, encoder_params, features, images):
@@ -72,11 +72,13 @@ class Inputs:
             return features
         return jax.lax.stop_gradient(self.encode(state["encoder"], features, images))
 
-    def follow(self, state, tau, aug_rng) -> dict[str, Any]:
-        """The target encoder follows the encoder by Polyak with the target critic's tau."""
+    def follow(self, state, tau, eval_tau, aug_rng) -> dict[str, Any]:
+        """The target encoder follows the encoder by Polyak with the target critic's tau, the evaluation
+        encoder with the evaluation actor's `eval_tau`."""
         if self.encoder is None:
             return {}
-        return {"target_encoder": polyak(state["target_encoder"], state["encoder"], tau), "aug_rng": aug_rng}
+        return {"target_encoder": polyak(state["target_encoder"], state["encoder"], tau),
+                "eval_encoder": polyak(state["eval_encoder"], state["encoder"], eval_tau), "aug_rng": aug_rng}
 
 
 def _encoder_init(encoder: ImageEncoder, image_shapes: dict[str, tuple[int, ...]]) -> Callable:

@@ -34,7 +34,7 @@ class Model:
         self.critic = CriticEnsemble(c["num_critics"], c["hidden_dim"], c["num_layers"], c["activation"])
 
     def init_state(self, key, log_alpha, learning_rate) -> dict[str, Any]:
-        """Parameters, targets, Adam states, log alpha, the update (`rng`) and acting (`act_rng`) streams, the step."""
+        """Parameters, targets, the evaluation actor, Adam states, log alpha, the update (`rng`) and acting (`act_rng`) streams, the step."""
         k_actor, k_critic, k_qw, k_rng, k_act = jax.random.split(key, 5)
         f = jnp.zeros((1, self.inputs.dim), jnp.float32)
         critic_in = jnp.zeros((1, self.action_dim if self.na else self.latent_dim), jnp.float32)
@@ -42,6 +42,7 @@ class Model:
         critic = self.critic.init(k_critic, f, critic_in)
         state = {
             "actor": actor,
+            "eval_actor": actor,
             "critic": critic,
             "target_critic": critic,
             "log_alpha": log_alpha,

@@ -16,7 +16,7 @@ from .encoder import AUGMENTATIONS
 from .networks import ACTIVATIONS
 
 ALGORITHMS = ("dsrl_sac", "dsrl_na")
-HYPERPARAMS = ("gamma", "tau", "learning_rate", "target_entropy", "action_magnitude")
+HYPERPARAMS = ("gamma", "tau", "learning_rate", "target_entropy", "action_magnitude", "eval_average_tau")
 STRUCTURE = ("algorithm", "hidden_dim", "num_layers", "activation", "num_critics", "na_distill_steps")
 ENCODER_STRUCTURE = ("encoder_channels", "encoder_dim", "image_augmentation", "image_shift_pixels")  # with cameras only
 

@@ -74,13 +74,20 @@ def temperature_update(state, entropy, hp) -> tuple[dict, dict]:
     return {**state, "log_alpha": log_alpha, "opt_alpha": opt_alpha}, {"temperature_loss": loss, "temperature": jnp.exp(log_alpha)}
 
 
+def eval_rate(hp):
+    """The evaluation actor's Polyak rate: `eval_average_tau`, or 1 (a copy of the live actor) when it is 0."""
+    return jnp.where(hp["eval_average_tau"] > 0, hp["eval_average_tau"], 1.0)
+
+
 def end_of_step(model: Model, state, rng, hp, aug_rng) -> dict:
-    """Every update's last move: the target critic follows the critic (Polyak), the key and the
-    step counter advance, and the encoder's target (if any) follows its encoder."""
+    """Every update's last move: the target critic follows the critic and the evaluation actor the actor
+    (Polyak), the key and the step counter advance, and the encoder's target and evaluation copy (if any)
+    follow its encoder."""
     return {
         **state,
         "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
+        "eval_actor": polyak(state["eval_actor"], state["actor"], eval_rate(hp)),
         "rng": rng,
         "step": state["step"] + 1,
-        **model.inputs.follow(state, hp["tau"], aug_rng),
+        **model.inputs.follow(state, hp["tau"], eval_rate(hp), aug_rng),
     }
