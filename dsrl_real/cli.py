@@ -136,8 +136,9 @@ def _cmd_demo(args) -> int:
     work_dir = Path(cfg.run.out_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     with _progress() as progress:
         policy, _, seconds = pretrain_from_demos(cfg, work_dir, progress)
+    # base and fine-tuned success on run.eval_episodes scenes; the learning curve's points in between on train.eval_episodes
     train_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(work_dir / "dsrl"),
-                                                                   eval_episodes=cfg.run.eval_episodes))
+                                                                   final_eval_episodes=cfg.run.eval_episodes))
     start = time.perf_counter()
     dsrl = DSRLTrainer(train_cfg, policy=policy)
     try:

@@ -10,6 +10,7 @@ import pytest
 from conftest import STATE
 
 from dsrl_real import cli
+from dsrl_real.analysis.metrics import read_records
 from dsrl_real.analysis.report import ReportError
 from dsrl_real.cli import main
 from dsrl_real.envs.robot_env import StaleFrameError
@@ -50,7 +51,7 @@ SMALL = [*STATE, "demos.episodes=3", "pretrain.steps=20", "pretrain.eval_every=1
 
 
 def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_path, capsys):
-    tiny_dsrl = ["train.env_steps=40", "train.warm_start_episodes=1", "train.eval_every_steps=1000", "train.wandb=disabled",
+    tiny_dsrl = ["train.env_steps=40", "train.warm_start_episodes=1", "train.eval_every_steps=1", "train.eval_episodes=1", "task.max_steps=12", "train.wandb=disabled",
                  "agent.hidden_dim=16", "agent.batch_size=8", "agent.utd=1"]
     assert main(["demo", f"run.out_dir={tmp_path}", "run.eval_episodes=2", *SMALL, *tiny_dsrl]) == 0
     printed = capsys.readouterr()
@@ -67,6 +68,9 @@ def test_demo_runs_the_whole_loop_and_reports_base_and_fine_tuned_success(tmp_pa
     assert report["observations"] == "state: proprio + object_state (privileged, simulation only)"
     first = json.loads(Path(report["json"]).read_text())["learning_curve"][0]  # the curve starts at the base policy
     assert (first["env_steps"], first["success_rate"], first["ci95"]) == (0, out["base_success_rate"], out["base_success_ci95"])
+    # Base and fine-tuned on run.eval_episodes scenes, the curve's points between them on train.eval_episodes.
+    curve = [r["episodes"] for r in read_records(Path(out["run_dir"]) / "dsrl" / "metrics.jsonl") if r["kind"] in ("eval", "final_eval")]
+    assert curve[0] == curve[-1] == 2 and set(curve[1:-1]) == {1} and len(curve) >= 3
     assert Path(out["policy"]).is_file()
     demos = RecordedRun(Path(out["run_dir"]) / "demos")  # a LeRobot dataset
     assert len(demos.records) == 3 and {r["kind"] for r in demos.records} == {"demo"}

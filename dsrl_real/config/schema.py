@@ -240,7 +240,8 @@ class TrainConfig:
     updates_per_chunk: int = checked(1, "[0, 1000]")  # agent updates (each agent.utd gradient steps) per collected chunk step
     eval_every_steps: int = checked(1000, "[1, 1e9]")
     eval_episodes: int = checked(20, EPISODES)  # trials per periodic evaluation (the learning curve)
-    final_eval_episodes: int = checked(0, EPISODES)  # trials of the evaluation at the end of the budget; 0: train.eval_episodes
+    # trials of the evaluation at the end of the budget, and of the base policy's at step 0; 0: train.eval_episodes
+    final_eval_episodes: int = checked(0, EPISODES)
     checkpoint_every_episodes: int = checked(1, EPISODES)  # 0: only at the end
     buffer_capacity: int = checked(200_000, "[2, 1e7]")  # time indices
     # time indices per replay-buffer segment file; a checkpoint writes the segments changed since the previous one

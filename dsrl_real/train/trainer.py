@@ -777,7 +777,9 @@ class DSRLTrainer:
             self._close_recording()
 
     def _log_eval(self, base: bool = False) -> None:
-        result = self.evaluate(self.cfg.train.eval_episodes, base=base)
+        """One point of the learning curve; the base policy's (step 0) on the final evaluation's scenes."""
+        t = self.cfg.train
+        result = self.evaluate((t.final_eval_episodes or t.eval_episodes) if base else t.eval_episodes, base=base)
         if base:
             result["base_policy"] = True
             self.base_eval = result
