@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .keyboard import HumanEvent, KeyboardOracle
 from .simulated_human import SimulatedHuman
@@ -35,26 +37,28 @@ class KeyboardVerifier:
     def _answer(self, request: VerifyRequest) -> None:
         """A person answers on their own."""
 
+    @contextmanager
+    def _unless_asking(self) -> Iterator[bool]:
+        """True, holding the question lock, while no question is open; False (holding nothing) while one is."""
+        if not self._question.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._question.release()
+
     def watch(self, instruction: str) -> None:
         """An episode starts that the reward model labels: the person at the keyboard can pause it or stop the robot.
         While a question is open the keys typed stay for it (an emergency stop among them stops the run after it)."""
-        if not self._question.acquire(blocking=False):
-            self.oracle.start_episode(instruction, watch_only=True, drop_typed=False)
-            return
-        try:
-            self.oracle.start_episode(instruction, watch_only=True)
-        finally:
-            self._question.release()
+        with self._unless_asking() as free:
+            self.oracle.start_episode(instruction, watch_only=True, drop_typed=free)
 
     def poll(self) -> HumanEvent | None:
         """Pause, resume or emergency stop typed during the watched episode, or None; never blocks, and reads
         nothing while a question is open."""
-        if not self._question.acquire(blocking=False):
-            return None
-        try:
-            return self.oracle.poll()
-        finally:
-            self._question.release()
+        with self._unless_asking() as free:
+            return self.oracle.poll() if free else None
 
     def close(self) -> None:
         self.oracle.close()
