@@ -146,11 +146,11 @@ def test_metrics_curve_and_eval_command(tmp_path, capsys):
     assert {r.get("observations") for r in records if r["kind"] in ("eval", "final_eval")} == {STATE_LABEL}
     kinds = [r["kind"] for r in records]
     assert kinds[0] == "eval" and kinds.count("episode") == result["episodes"] and kinds[-1] == "final_eval"
-    # Periodic evaluations at 0 and after 12 steps, with eval_episodes trials; none at the budget's end,
-    # where the final evaluation (final_eval_episodes trials) follows.
+    # Periodic evaluations at 0 (the base policy, on the final evaluation's final_eval_episodes scenes) and after
+    # 12 steps (eval_episodes trials); none at the budget's end, where the final evaluation follows.
     periodic = [r for r in records if r["kind"] == "eval"]
     assert [r["env_steps"] >= 12 for r in periodic] == [False, True] and all(r["env_steps"] < 24 for r in periodic)
-    assert [r["episodes"] for r in periodic] == [2, 2] and records[-1]["episodes"] == 3
+    assert [r["episodes"] for r in periodic] == [3, 2] and records[-1]["episodes"] == 3
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     assert main(["eval", *FAST, f"train.out_dir={tmp_path}", "--episodes", "3"]) == 0
     evaluation = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
