@@ -55,7 +55,7 @@ def run_seed_bench(bench: SeedBench, target: Path, settings: dict, common: Seque
     t = load_config(overrides=[*common, *overrides]).train  # the budgets as the overrides left them
     head = {k: settings[k] for k in ("task", "obs")}
     settings = {**head, "env_steps_budget": t.env_steps, "eval_every_steps": t.eval_every_steps,
-                "eval_episodes": t.final_eval_episodes or t.eval_episodes, "curve_episodes": t.eval_episodes,
+                "eval_episodes": t.final_trials, "curve_episodes": t.eval_episodes,
                 "overrides": list(overrides), **{k: v for k, v in settings.items() if k not in head}}
     for variant in variants:  # a variant its config refuses fails here, not after the others' runs
         load_config(overrides=[*common, *bench.variants[variant], *overrides])

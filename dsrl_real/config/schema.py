@@ -257,6 +257,12 @@ class TrainConfig:
     seed_runs: list[str] = checked([], nonempty=True)  # recorded run folders whose complete episodes seed the replay buffer
 
 
+    @property
+    def final_trials(self) -> int:
+        """Trials of the evaluation at the end of the budget and of the base policy's at step 0."""
+        return self.final_eval_episodes or self.eval_episodes
+
+
 @dataclass
 class LearnerConfig:
     """Where the gradient steps run (train/remote_learner.py). inline: a thread of the robot's process,

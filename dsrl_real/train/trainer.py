@@ -584,7 +584,7 @@ class DSRLTrainer:
             if self.link is not None:
                 self.link.sync(self.agent)  # the learner's whole state: the final evaluation and the result are the trained agent's
                 self.logger.log("learner", self.env_steps, **self.link.stats())  # its totals, each actor's among them
-            final = self.evaluate(cfg.final_eval_episodes or cfg.eval_episodes)
+            final = self.evaluate(cfg.final_trials)
             self.logger.log("final_eval", self.env_steps, label=self.label, env_steps=self.env_steps, observations=self.observations,
                             **final)
             self._plot()
@@ -779,7 +779,7 @@ class DSRLTrainer:
     def _log_eval(self, base: bool = False) -> None:
         """One point of the learning curve; the base policy's (step 0) on the final evaluation's scenes."""
         t = self.cfg.train
-        result = self.evaluate((t.final_eval_episodes or t.eval_episodes) if base else t.eval_episodes, base=base)
+        result = self.evaluate(t.final_trials if base else t.eval_episodes, base=base)
         if base:
             result["base_policy"] = True
             self.base_eval = result

@@ -83,11 +83,12 @@ def end_of_step(model: Model, state, rng, hp, aug_rng) -> dict:
     """Every update's last move: the target critic follows the critic and the evaluation actor the actor
     (Polyak), the key and the step counter advance, and the encoder's target and evaluation copy (if any)
     follow its encoder."""
+    eval_tau = eval_rate(hp)
     return {
         **state,
         "target_critic": polyak(state["target_critic"], state["critic"], hp["tau"]),
-        "eval_actor": polyak(state["eval_actor"], state["actor"], eval_rate(hp)),
+        "eval_actor": polyak(state["eval_actor"], state["actor"], eval_tau),
         "rng": rng,
         "step": state["step"] + 1,
-        **model.inputs.follow(state, hp["tau"], eval_rate(hp), aug_rng),
+        **model.inputs.follow(state, hp["tau"], eval_tau, aug_rng),
     }
