@@ -19,6 +19,7 @@ from dsrl_real.analysis.seeds import t_interval
 from dsrl_real.bench import learning, learning_base
 from dsrl_real.bench.learning_runs import SINGLE_THREADED_XLA, RunSpec, run_all
 from dsrl_real.cli import main
+from dsrl_real.config import load_config
 from dsrl_real.rollout import success_summary
 
 TINY = ["demos.episodes=2", "pretrain.steps=10", "pretrain.eval_every=10", "pretrain.checkpoint_every=10", "pretrain.batch_size=16",
@@ -203,3 +204,25 @@ def test_the_default_budget_is_the_papers_6000_steps_from_pixels_and_5000_from_s
     monkeypatch.setattr(learning, "run_seed_bench", lambda bench, out, head, common, *rest: given.setdefault("common", common))
     learning.bench_learning(obs=obs, out=str(tmp_path))
     assert [o for o in given["common"] if o.startswith("train.env_steps=")] == [f"train.env_steps={budget}"]
+
+
+@pytest.mark.parametrize(("obs", "na_utd"), [("pixels", 10), ("state", 20)])
+def test_from_state_dsrl_na_takes_20_gradient_steps_per_chunk_and_bench_json_says_so(monkeypatch, tmp_path, obs, na_utd):
+    given = {}
+    monkeypatch.setattr(learning, "run_seed_bench",
+                        lambda bench, out, settings, common, *rest: given.update(bench=bench, settings=settings, common=common))
+    learning.bench_learning(obs=obs, out=str(tmp_path))
+    variants = given["bench"].variants
+    utd = {name: load_config(overrides=[*given["common"], *variants[name]]).agent.utd for name in variants}
+    assert utd == {"dsrl_sac": 10, "dsrl_na": na_utd, "sac_action_space": 10}
+    assert given["settings"]["algorithm_overrides"] == {name: list(o) for name, o in variants.items()}
+
+
+def test_a_folder_whose_runs_had_other_algorithm_settings_is_refused(full, capsys):
+    settings = _json(full / "bench.json")
+    (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": ["agent.algorithm=dsrl_sac", "agent.utd=20"]}}))
+    try:
+        assert main([*BENCH, "--seeds", "0", "--out", str(full), *TINY]) == 2
+    finally:
+        (full / "bench.json").write_text(json.dumps(settings))
+    assert "algorithm_overrides[dsrl_sac] ['agent.algorithm=dsrl_sac', 'agent.utd=20'], not ['agent.algorithm=dsrl_sac']" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from ..config.observations import OBSERVATIONS, observation_overrides
 from ..errors import UserError
 from .learning_base import ensure_base, policy_file
 from .learning_report import build_report, merged_wall_s, write_report
-from .learning_runs import ALGORITHMS, LEARNING, RunSpec, SeedBench, finished, run_all
+from .learning_runs import ALGORITHMS, LEARNING, LEARNING_BY_OBS, RunSpec, SeedBench, finished, run_all
 
 DEFAULT_OUT = "runs/bench-learning"
 TASKS = ("monkey", "drawer")
@@ -73,7 +73,7 @@ def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[in
                    merge: Sequence[str] = (), env_steps: int | None = None, eval_every_steps: int = 1000, eval_episodes: int = 50,
                    curve_episodes: int = 20, overrides: Sequence[str] = ()) -> dict:
     """DSRL-SAC, DSRL-NA and action-space SAC (`algorithms`) on the simulated `task` with `obs` observations
-    (sparse success reward, CPU preset; DSRL-NA on sim_cpu_na), each on every seed in `seeds` (run.seed and
+    (sparse success reward, CPU preset; DSRL-NA on sim_cpu_na, from state with 20 gradient steps per chunk), each on every seed in `seeds` (run.seed and
     agent.seed; default 0, 1, 2), from one base policy pretrained into `out` and on the same step budget (`env_steps`;
     default DEFAULT_ENV_STEPS[obs]). Each run's final
     success takes `eval_episodes` trials, the base policy's too, the learning curve's periodic evaluations
@@ -88,5 +88,6 @@ def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[in
                   ("observation mode", None if obs in OBSERVATIONS else obs, OBSERVATIONS))
     common = [*observation_overrides(obs), "agent.preset=sim_cpu", f"task.name={task}",
               *budget_overrides(env_steps or DEFAULT_ENV_STEPS[obs], eval_every_steps, eval_episodes, curve_episodes)]
-    return run_seed_bench(LEARNING, Path(out or f"{DEFAULT_OUT}/{task}-{obs}"), {"task": task, "obs": obs}, common, overrides,
-                          seeds, algorithms, jobs)
+    bench = LEARNING_BY_OBS[obs]
+    settings = {"task": task, "obs": obs, "algorithm_overrides": {name: list(o) for name, o in bench.variants.items()}}
+    return run_seed_bench(bench, Path(out or f"{DEFAULT_OUT}/{task}-{obs}"), settings, common, overrides, seeds, algorithms, jobs)
