@@ -206,23 +206,27 @@ def test_the_default_budget_is_the_papers_6000_steps_from_pixels_and_5000_from_s
     assert [o for o in given["common"] if o.startswith("train.env_steps=")] == [f"train.env_steps={budget}"]
 
 
-@pytest.mark.parametrize(("obs", "na_utd"), [("pixels", 10), ("state", 20)])
-def test_from_state_dsrl_na_takes_20_gradient_steps_per_chunk_and_bench_json_says_so(monkeypatch, tmp_path, obs, na_utd):
+@pytest.mark.parametrize(("obs", "na_utd", "sac_temperature"), [("pixels", 10, 0.02), ("state", 20, 0.005)])
+def test_from_state_dsrl_sac_starts_at_a_smaller_temperature_and_dsrl_na_takes_20_gradient_steps_per_chunk(
+        monkeypatch, tmp_path, obs, na_utd, sac_temperature):
     given = {}
     monkeypatch.setattr(learning, "run_seed_bench",
                         lambda bench, out, settings, common, *rest: given.update(bench=bench, settings=settings, common=common))
     learning.bench_learning(obs=obs, out=str(tmp_path))
     variants = given["bench"].variants
-    utd = {name: load_config(overrides=[*given["common"], *variants[name]]).agent.utd for name in variants}
-    assert utd == {"dsrl_sac": 10, "dsrl_na": na_utd, "sac_action_space": 10}
+    agents = {name: load_config(overrides=[*given["common"], *variants[name]]).agent for name in variants}
+    assert {name: a.utd for name, a in agents.items()} == {"dsrl_sac": 10, "dsrl_na": na_utd, "sac_action_space": 10}
+    assert {name: a.init_temperature for name, a in agents.items()} == {"dsrl_sac": sac_temperature, "dsrl_na": 0.02,
+                                                                       "sac_action_space": 0.02}
     assert given["settings"]["algorithm_overrides"] == {name: list(o) for name, o in variants.items()}
 
 
 def test_a_folder_whose_runs_had_other_algorithm_settings_is_refused(full, capsys):
     settings = _json(full / "bench.json")
-    (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": ["agent.algorithm=dsrl_sac", "agent.utd=20"]}}))
+    ours = settings["algorithm_overrides"]["dsrl_sac"]
+    (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": [*ours, "agent.utd=20"]}}))
     try:
         assert main([*BENCH, "--seeds", "0", "--out", str(full), *TINY]) == 2
     finally:
         (full / "bench.json").write_text(json.dumps(settings))
-    assert "algorithm_overrides[dsrl_sac] ['agent.algorithm=dsrl_sac', 'agent.utd=20'], not ['agent.algorithm=dsrl_sac']" in capsys.readouterr().err
+    assert f"algorithm_overrides[dsrl_sac] {[*ours, 'agent.utd=20']}, not {ours}" in capsys.readouterr().err
