@@ -73,10 +73,9 @@ def bench_learning(obs: str = "pixels", task: str = "monkey", seeds: Sequence[in
                    merge: Sequence[str] = (), env_steps: int | None = None, eval_every_steps: int = 1000, eval_episodes: int = 50,
                    curve_episodes: int = 20, overrides: Sequence[str] = ()) -> dict:
     """DSRL-SAC, DSRL-NA and action-space SAC (`algorithms`) on the simulated `task` with `obs` observations
-    (sparse success reward, CPU preset; DSRL-NA on sim_cpu_na; from state DSRL-SAC
-    starts at init_temperature 0.005 and DSRL-NA takes 20 gradient steps per chunk), each on every seed in `seeds` (run.seed and
-    agent.seed; default 0, 1, 2), from one base policy pretrained into `out` and on the same step budget (`env_steps`;
-    default DEFAULT_ENV_STEPS[obs]). Each run's final
+    (sparse success reward, CPU preset; DSRL-NA on sim_cpu_na; from state LEARNING_BY_OBS's settings), each on
+    every seed in `seeds` (run.seed and agent.seed; default 0, 1, 2), from one base policy pretrained into `out`
+    and on the same step budget (`env_steps`; default DEFAULT_ENV_STEPS[obs]). Each run's final
     success takes `eval_episodes` trials, the base policy's too, the learning curve's periodic evaluations
     `curve_episodes`. `jobs` > 1 runs seed x algorithm runs in that many single-threaded worker processes.
     Finished runs in `out` are kept and skipped. `merge`: no runs, the report over these folders' results
