@@ -223,7 +223,8 @@ def test_from_state_dsrl_sac_starts_at_a_smaller_temperature_and_dsrl_na_takes_2
 
 def test_a_folder_whose_runs_had_other_algorithm_settings_is_refused(full, capsys):
     settings = _json(full / "bench.json")
-    ours = settings["algorithm_overrides"]["dsrl_sac"]
+    ours = ["agent.algorithm=dsrl_sac", "agent.init_temperature=0.005"]
+    assert settings["algorithm_overrides"]["dsrl_sac"] == ours
     (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": [*ours, "agent.utd=20"]}}))
     try:
         assert main([*BENCH, "--seeds", "0", "--out", str(full), *TINY]) == 2
