@@ -23,6 +23,12 @@ from dsrl_real.config import AgentConfig
 
 DATA = Path(__file__).parent / "data"
 TOL = 1e-6  # per entry; a sum over n entries may move by n * TOL
+# The own image encoder's parameters (and its target copy): at these sizes some of its Dense
+# kernel's gradients are a LayerNorm's cancellation, around 1e-6, whose rounding differs across CPUs, and Adam scales
+# them up to steps of ~lr (3e-4); seen 2.6e-6 apart on a 2-core Intel Xeon (agent_v1_na_encoder, continued). A
+# tenth of one Adam step still fails a change to the math, which moves them by whole steps.
+ENCODER_TOL = 3e-5
+ENCODER_KEYS = {"encoder", "target_encoder"}
 METRIC_TOL = 1e-5  # a batch mean through the encoders' rounding-level conv biases (see rounding_level): seen 1.2e-6 apart across CPUs
 OBS, SHAPE, B = 3, (2, 3), 16
 ENC_OBS, ENC_SHAPE, ENC_B = 5, (2, 3), 8
@@ -162,8 +168,9 @@ def assert_close(actual, pinned, where):
             assert_close(actual[k], pinned[k], f"{where}/{k}")
     elif isinstance(pinned, tuple):  # (values, sum of |x|, size)
         assert actual[2] == pinned[2], f"{where}: size"
-        np.testing.assert_allclose(actual[0], pinned[0], rtol=0, atol=TOL, err_msg=where)
-        assert abs(actual[1] - pinned[1]) <= TOL * pinned[2], f"{where}: sum |x| {actual[1]!r} != {pinned[1]!r}"
+        tol = ENCODER_TOL if where.rsplit("/", 1)[-1] in ENCODER_KEYS else TOL
+        np.testing.assert_allclose(actual[0], pinned[0], rtol=0, atol=tol, err_msg=where)
+        assert abs(actual[1] - pinned[1]) <= tol * pinned[2], f"{where}: sum |x| {actual[1]!r} != {pinned[1]!r}"
     elif isinstance(pinned, list):
         np.testing.assert_allclose(actual, pinned, rtol=0, atol=TOL, err_msg=where)
     else:
