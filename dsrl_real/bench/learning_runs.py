@@ -60,10 +60,8 @@ LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # per chunk, as DSRL's released robomimic config does (cfg/robomimic/dsrl_can.yaml, utd: 20): over seeds 0-2 at
 # 5,000 steps 86 / 94 / 86 % against 74 / 82 / 70 % with the preset's 10. DSRL-SAC did not gain from it (62 / 78 /
 # 60 % against 78 / 52 / 86 %); it starts with a smaller entropy bonus instead (0.02 x its ~21 nats of noise
-# entropy is as large as the first Q values): 80 / 90 / 70 / 50 / 80 % over seeds 0-4 against the preset's
-# 78 / 52 / 86 / 44 / 80 % (6 points more, paired 95 % t interval -19 to +31: within the seeds' spread), on a
-# 2-core AMD EPYC; on a 2-core Intel Xeon 46 / 74 / 74 / 54 / 60 % (docs/experiments.md). From pixels the presets
-# keep the three-seed bench inside 90 minutes.
+# entropy is as large as the first Q values), which over nine paired seeds on two machines is within a point of
+# the preset's 0.02 (docs/experiments.md). From pixels the presets keep the three-seed bench inside 90 minutes.
 ALGORITHMS_FROM_STATE = {**ALGORITHMS, "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.init_temperature=0.005"],
                          "dsrl_na": [*ALGORITHMS["dsrl_na"], "agent.utd=20"]}
 LEARNING_BY_OBS: dict[str, SeedBench] = {"pixels": LEARNING, "state": SeedBench("learning", "algorithm", ALGORITHMS_FROM_STATE)}
