@@ -61,9 +61,9 @@ LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # 5,000 steps 86 / 94 / 86 % against 74 / 82 / 70 % with the preset's 10. DSRL-SAC did not gain from it; it
 # starts with a smaller entropy bonus (0.02 x its ~21 nats of noise entropy is as large as the first Q values),
 # within a point of the preset's 0.02 over nine paired seeds, and is evaluated with its actor averaged over about
-# the last 1,000 gradient steps (two episodes): the live actor swings from update to update, and on the same
-# training runs (averaging changes no update) seeds 0-4 end at 66 / 72 / 78 / 76 / 72 % instead of 46 / 74 / 74 /
-# 54 / 60 % (docs/experiments.md). From pixels the presets keep the three-seed bench inside 90 minutes.
+# the last 1,000 gradient steps (two episodes), since its live actor swings from update to update: on the same
+# training runs (averaging changes no update) 11 points higher over five seeds (docs/experiments.md). From
+# pixels the presets keep the three-seed bench inside 90 minutes.
 ALGORITHMS_FROM_STATE = {**ALGORITHMS,
                          "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.init_temperature=0.005", "agent.eval_average_tau=1e-3"],
                          "dsrl_na": [*ALGORITHMS["dsrl_na"], "agent.utd=20"]}
