@@ -206,9 +206,9 @@ def test_the_default_budget_is_the_papers_6000_steps_from_pixels_and_5000_from_s
     assert [o for o in given["common"] if o.startswith("train.env_steps=")] == [f"train.env_steps={budget}"]
 
 
-@pytest.mark.parametrize(("obs", "na_utd", "sac_temperature", "sac_average"), [("pixels", 10, 0.02, 0.0), ("state", 20, 0.005, 1e-3)])
-def test_from_state_dsrl_sac_starts_at_a_smaller_temperature_and_is_evaluated_averaged_and_dsrl_na_takes_20_gradient_steps(
-        monkeypatch, tmp_path, obs, na_utd, sac_temperature, sac_average):
+@pytest.mark.parametrize(("obs", "na_utd", "sac_average"), [("pixels", 10, 0.0), ("state", 20, 1e-3)])
+def test_from_state_dsrl_sac_is_evaluated_with_its_averaged_actor_and_dsrl_na_takes_20_gradient_steps_per_chunk(
+        monkeypatch, tmp_path, obs, na_utd, sac_average):
     given = {}
     monkeypatch.setattr(learning, "run_seed_bench",
                         lambda bench, out, settings, common, *rest: given.update(bench=bench, settings=settings, common=common))
@@ -216,7 +216,7 @@ def test_from_state_dsrl_sac_starts_at_a_smaller_temperature_and_is_evaluated_av
     variants = given["bench"].variants
     agents = {name: load_config(overrides=[*given["common"], *variants[name]]).agent for name in variants}
     assert {name: a.utd for name, a in agents.items()} == {"dsrl_sac": 10, "dsrl_na": na_utd, "sac_action_space": 10}
-    assert {name: a.init_temperature for name, a in agents.items()} == {"dsrl_sac": sac_temperature, "dsrl_na": 0.02,
+    assert {name: a.init_temperature for name, a in agents.items()} == {"dsrl_sac": 0.02, "dsrl_na": 0.02,
                                                                        "sac_action_space": 0.02}
     assert {name: a.eval_average_tau for name, a in agents.items()} == {"dsrl_sac": sac_average, "dsrl_na": 0.0,
                                                                        "sac_action_space": 0.0}
@@ -225,7 +225,7 @@ def test_from_state_dsrl_sac_starts_at_a_smaller_temperature_and_is_evaluated_av
 
 def test_a_folder_whose_runs_had_other_algorithm_settings_is_refused(full, capsys):
     settings = _json(full / "bench.json")
-    ours = ["agent.algorithm=dsrl_sac", "agent.init_temperature=0.005", "agent.eval_average_tau=1e-3"]
+    ours = ["agent.algorithm=dsrl_sac", "agent.eval_average_tau=1e-3"]
     assert settings["algorithm_overrides"]["dsrl_sac"] == ours
     (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": [*ours, "agent.utd=20"]}}))
     try:
