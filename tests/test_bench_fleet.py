@@ -8,6 +8,9 @@ import pytest
 from dsrl_real.bench import fleet
 from dsrl_real.cli import main
 
+# The tests that start a Ray run on one pytest-xdist worker, one after another (README's `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("ray")
+
 pytest.importorskip("ray")
 
 TINY = ["demos.episodes=2", "pretrain.steps=10", "pretrain.eval_every=10", "pretrain.checkpoint_every=10", "pretrain.batch_size=16",

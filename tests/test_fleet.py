@@ -17,6 +17,9 @@ from dsrl_real.recording.reader import RecordedRun
 from dsrl_real.train.fleet import SEED_STRIDE, actor_config, actor_ids
 from dsrl_real.train.remote_learner import ActorTally
 
+# The tests that start a Ray run on one pytest-xdist worker, one after another (README's `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 DEADLINE_S = 120  # the longest a test waits for simulated actors to start and send episodes

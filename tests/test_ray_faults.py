@@ -26,6 +26,9 @@ from dsrl_real.recording.seeding import TRAINING_KINDS
 from dsrl_real.train import checkpoints
 from dsrl_real.train.learner_link import LearnerError, LearnerLink
 
+# The tests that start a Ray run on one pytest-xdist worker, one after another (README's `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 GONE = "The learner is gone ("

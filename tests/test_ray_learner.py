@@ -21,6 +21,9 @@ from dsrl_real.train import checkpoints
 from dsrl_real.train.learner_link import LearnerError, LearnerLink, import_ray
 from dsrl_real.train.remote_learner import LEARNER_FILES, RemoteLearner
 
+# The tests that start a Ray run on one pytest-xdist worker, one after another (README's `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 RAY_ONLY = ("gradient_steps_per_env_step", "policy_lag", "robot_idle_fraction", "actors", "learner_steps_per_s")  # what ray mode adds

@@ -11,6 +11,9 @@ from dsrl_real.analysis.report import summarize_run
 from dsrl_real.analysis.robot_idle import progress_line
 from dsrl_real.cli import main
 
+# The tests that start a Ray run on one pytest-xdist worker, one after another (README's `--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("ray")
+
 # length, warm start, robot_wait_s, robot_wall_s, gradient_steps_per_env_step, policy_lag
 EPISODES = [
     (10, True, 0.0, 2.0, 0.0, 0),  # the warm start: left out
