@@ -60,7 +60,7 @@ LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # per chunk, as DSRL's released robomimic config does (cfg/robomimic/dsrl_can.yaml, utd: 20): over seeds 0-2 at
 # 5,000 steps 86 / 94 / 86 % against 74 / 82 / 70 % with the preset's 10. DSRL-SAC did not gain from it; it is
 # evaluated with its actor averaged over about the last 1,000 gradient steps (two episodes), since its live actor
-# swings from update to update: on the same training runs (averaging changes no update) 10-11 points higher over
+# swings from update to update: on the same training runs (averaging changes no update) 8-11 points higher over
 # four or five seeds (docs/experiments.md). From pixels the presets keep the three-seed bench inside 90 minutes.
 ALGORITHMS_FROM_STATE = {**ALGORITHMS, "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.eval_average_tau=1e-3"],
                          "dsrl_na": [*ALGORITHMS["dsrl_na"], "agent.utd=20"]}
