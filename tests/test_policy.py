@@ -207,3 +207,45 @@ def test_a_policy_file_from_before_conv_stem_loads_with_the_stride_2_stem(tmp_pa
     assert loaded.cfg.conv_stem == 2
     noise = np.zeros((3, *policy.noise_shape), np.float32)
     np.testing.assert_array_equal(loaded.sample(obs, noise), policy.sample(obs, noise))
+
+
+# ---- fitting noise to recorded chunks (train.seed_noise) ----------------------------------------------------------
+def normalised_error(policy, noise_chunks, chunks):
+    norm = policy.normalization.normalize_actions
+    return np.mean((norm(noise_chunks) - norm(chunks)) ** 2, axis=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def trained_policy(demos, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    small_trainer(demos, 1000).run(folder)
+    return load_policy(folder / POLICY_FILE)
+
+
+def test_fitted_noise_reproduces_chunks_the_sampler_made_and_stays_inside_the_box(trained_policy, demos):
+    policy, obs = trained_policy, {k: v[:8] for k, v in demos[0].observations.items()}
+    known = np.random.default_rng(1).uniform(-1.2, 1.2, (8, *policy.noise_shape)).astype(np.float32)
+    chunks = policy.sample(obs, known)
+    noise, error = policy.fit_noise(obs, chunks, 1.5)
+    _, start_error = policy.fit_noise(obs, chunks, 1.5, steps=0)  # w = 0: the sampler's mean noise
+    assert noise.shape == known.shape and noise.dtype == np.float32 and np.all(np.abs(noise) < 1.5)
+    # the reported error is the fitted noise's own chunk against the recorded one
+    np.testing.assert_allclose(error, normalised_error(policy, policy.sample(obs, noise), chunks), rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(start_error, normalised_error(policy, policy.sample(obs, np.zeros_like(known)), chunks), rtol=1e-3)
+    assert np.all(error <= start_error) and error.mean() < start_error.mean() / 10
+
+
+def test_fitted_noise_never_does_worse_than_the_mean_noise_on_the_demonstrations(trained_policy, demos):
+    policy, episode = trained_policy, demos[1]
+    obs = {k: v[:len(episode.actions)] for k, v in episode.observations.items()}
+    chunks = np.stack([episode.actions[t:t + 4] for t in range(len(episode.actions) - 3)])
+    obs = {k: v[:len(chunks)] for k, v in obs.items()}
+    _, error = policy.fit_noise(obs, chunks, 1.5)
+    _, start_error = policy.fit_noise(obs, chunks, 1.5, steps=0)
+    assert np.all(error <= start_error) and error.mean() < start_error.mean() / 2
+
+
+def test_fitting_noise_to_chunks_of_another_shape_says_which_shape_it_needs():
+    policy, obs = random_policy()
+    with pytest.raises(ValueError, match=r"^Chunks have shape \(3, 2, 7\); the policy's are \(N, 4, 7\)\.$"):
+        policy.fit_noise(obs, np.zeros((3, 2, 7), np.float32), 1.5)

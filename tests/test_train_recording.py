@@ -201,6 +201,29 @@ def test_a_human_oracle_run_records_every_label_and_the_audit_recovers_the_injec
 
 
 # ---- seeding ---------------------------------------------------------------------------------------
+class FittingExpert(CoinFlipExpert):
+    """CoinFlipExpert that fits noise to recorded chunks (as DiffusionPolicy.fit_noise does): the noise is the
+    chunk's row number in every dimension, its error 0.01 on even rows and 0.5 (past seeding.FIT_TOLERANCE) on odd."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.fits = []
+
+    def fit_noise(self, obs, chunks, magnitude):
+        self.fits.append((len(chunks), magnitude))
+        rows = np.arange(len(chunks), dtype=np.float32)
+        return np.broadcast_to(rows[:, None, None], chunks.shape).copy(), np.where(rows % 2 == 0, 0.01, 0.5).astype(np.float32)
+
+
+def record_demos(folder, episodes=2):
+    """Scripted drawer episodes recorded without noise or labels, as a teleoperated or scripted recording has."""
+    env = make_sim_env(task="drawer", cameras=(), seed=0, max_steps=25)
+    with RunRecorder(folder, [], env.control_hz) as rec:
+        for seed in range(episodes):
+            record_episode(env, scripted_expert(env, 0.1, seed=seed), rec, kind="demo", seed=seed)
+    return folder
+
+
 class Broken:
     """A shadow backend whose model server is down."""
 
@@ -211,11 +234,7 @@ class Broken:
 
 
 def test_recorded_runs_seed_the_buffer_before_the_warm_start(oracle_run, tmp_path, monkeypatch, caplog):
-    demos = tmp_path / "demos"  # actions without noise or labels, as a teleoperated or scripted recording has
-    demo_env = make_sim_env(task="drawer", cameras=(), seed=0, max_steps=25)
-    with RunRecorder(demos, [], demo_env.control_hz) as rec:
-        for seed in range(2):
-            record_episode(demo_env, scripted_expert(demo_env, 0.1, seed=seed), rec, kind="demo", seed=seed)
+    demos = record_demos(tmp_path / "demos")
     real_build = build_reward_backend
     monkeypatch.setattr("dsrl_real.train.trainer.build_reward_backend",
                         lambda cfg, name=None: Broken() if name == "robometer" else real_build(cfg, name=name))
@@ -308,6 +327,37 @@ def jax_leaves(tree):
     import jax
 
     return [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+@pytest.mark.parametrize("overrides, fitted", [((), True), (("train.seed_noise=none",), False),
+                                               (("agent.algorithm=dsrl_na",), False)])
+def test_dsrl_sac_gets_fitted_noise_for_seeded_steps_recorded_without_it(tmp_path, overrides, fitted):
+    demos = record_demos(tmp_path / "demos")
+    out = tmp_path / "seeded"
+    cfg = load_config(overrides=[*ORACLE, f"train.out_dir={out}", "train.env_steps=0", f"train.seed_runs=[{demos}]", *overrides])
+    env = build_env(cfg)
+    policy = FittingExpert(env)
+    trainer = DSRLTrainer(cfg, env=env, policy=policy)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    steps = sum(len(RecordedRun(demos).episode(i)) for i in range(2))  # one action per chunk step
+    seeded = trainer.buffer.sample(4096, np.random.default_rng(0))
+    (record,) = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "seed"]
+    assert record["transitions"] == steps
+    if not fitted:  # only DSRL-SAC's critic reads the noise taken; none: the rows stay masked for it
+        assert policy.fits == [] and not seeded["has_noise"].any() and "noise_fitted" not in record
+        return
+    assert policy.fits == [(steps, 1.5)]  # every chunk step of both episodes in one call, in the actor's box
+    first = len(RecordedRun(demos).episode(0))
+    for slot, has_noise, noise in zip(seeded["index"], seeded["has_noise"], seeded["noise"]):
+        row = int(slot) if slot < first else int(slot) - 1  # the first episode's final observation fills slot `first`
+        assert has_noise == (row % 2 == 0)
+        if has_noise:
+            assert np.all(noise == row)
+    assert record["noise_fitted"] == (steps + 1) // 2 and record["noise_unfitted"] == steps // 2
+    assert record["noise_fit_error"] == 0.01
 
 
 def test_shadow_and_seed_settings_are_checked_in_one_sentence(tmp_path):

@@ -255,6 +255,10 @@ class TrainConfig:
     action_space_features: Literal["observation", "policy_embedding"] = "observation"
     record: bool = True  # record every episode (warm start, training, evaluation) into out_dir (a LeRobot v3.0 dataset)
     seed_runs: list[str] = checked([], nonempty=True)  # recorded run folders whose complete episodes seed the replay buffer
+    # DSRL-SAC: seeded chunk steps recorded without noise (demonstrations, teleoperation) get the noise whose chunk
+    # through the frozen sampler comes closest (fit; DiffusionPolicy.fit_noise), so its critic learns from them; none:
+    # they stay masked out of its critic
+    seed_noise: Literal["fit", "none"] = "fit"
 
 
     @property

@@ -159,7 +159,7 @@ class ReplayBuffer:
         self._has_noise[slots] = False
         if noise is not None:
             self._noise[steps] = noise
-            self._has_noise[steps] = True
+            self._has_noise[steps] = np.isfinite(noise).all(axis=(1, 2))  # a NaN row carries no noise (seeding.fill_noise)
         self._chunks[slots] = 0.0
         self._chunks[steps] = chunks
         self._reward[slots] = 0.0

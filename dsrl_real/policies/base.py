@@ -1,4 +1,8 @@
-"""What DSRL needs from a base policy: a deterministic map from (observation, noise) to an action chunk."""
+"""What DSRL needs from a base policy: a deterministic map from (observation, noise) to an action chunk.
+
+A policy may also offer `fit_noise(obs, chunks, magnitude) -> (noise, error)`: noise in (-magnitude, magnitude)
+whose chunks come closest to recorded ones (the diffusion policy does, policies/diffusion.py). With it, DSRL-SAC
+learns from seeded episodes recorded without noise (train.seed_noise)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ from ..policies.checkpoint import CheckpointError, check_fits
 from ..recording import EpisodeRecording, RunRecorder
 from ..recording.labels import TRAINING_LABEL, episode_label, label_name, verified_labels
 from ..recording.run import RunRecording, run_meta
-from ..recording.seeding import own_episodes, seed_transitions
+from ..recording.seeding import fill_noise, own_episodes, seed_transitions
 from ..recording.shadows import ShadowScorers
 from ..rewards.base import RewardBackend
 from ..rewards.registry import build_reward_backend
@@ -238,20 +238,31 @@ class DSRLTrainer:
         """Put the complete episodes of the recorded runs in train.seed_runs into the replay buffer
         (before the warm start); returns how many. `quiet`: no metrics record (a restarted learner's again)."""
         episodes = transitions = 0
-        for run_dir in self.cfg.train.seed_runs:
-            for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
-                                       chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.trained_label,
-                                       form=self.cfg.reward.form):
-                arrays = self._recorded_arrays(ep)
-                if self.link is None:
-                    self.buffer.add_episode(**arrays)
-                else:  # into the learner's buffer, counted as no episode of this run
-                    self.link.add_episode(episodes, -1, arrays, counted=False, actor_id="seed")
-                episodes += 1
-                transitions += len(ep["rewards"])
+        recorded = [ep for run_dir in self.cfg.train.seed_runs
+                    for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
+                                               chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.trained_label,
+                                               form=self.cfg.reward.form)]
+        fitted = fill_noise(recorded, self._fit_noise) if self._fits_seed_noise else {}
+        for ep in recorded:
+            arrays = self._recorded_arrays(ep)
+            if self.link is None:
+                self.buffer.add_episode(**arrays)
+            else:  # into the learner's buffer, counted as no episode of this run
+                self.link.add_episode(episodes, -1, arrays, counted=False, actor_id="seed")
+            episodes += 1
+            transitions += len(ep["rewards"])
         if self.cfg.train.seed_runs and self.logger is not None and not quiet:
-            self.logger.log("seed", 0, runs=list(self.cfg.train.seed_runs), episodes=episodes, transitions=transitions)
+            self.logger.log("seed", 0, runs=list(self.cfg.train.seed_runs), episodes=episodes, transitions=transitions, **fitted)
         return episodes
+
+    @property
+    def _fits_seed_noise(self) -> bool:
+        """Whether seeded steps without noise get fitted noise: only DSRL-SAC's critic reads the noise taken."""
+        return (self.cfg.train.seed_noise == "fit" and self.cfg.agent.algorithm == "dsrl_sac"
+                and not self.cfg.train.action_space_baseline and hasattr(self.policy, "fit_noise"))
+
+    def _fit_noise(self, observations, chunks):
+        return self.policy.fit_noise(observations, chunks, self.cfg.agent.action_magnitude)
 
     # -- recording ---------------------------------------------------------------------------------
     def _open_recording(self) -> bool:
