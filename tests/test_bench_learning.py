@@ -67,6 +67,12 @@ def test_the_report_gives_each_seeds_final_success_their_mean_and_t_interval_the
     assert report["machine"]["cores"] >= 1 and report["wall_s"] >= report["runs_wall_s"] > 0
     assert (full / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
     assert report["learning_curve"] == str(full / "learning_curve.png") and "sac_action_space" not in report
+    # each run's buffer started with the base policy's two demonstrations, their chunk steps given fitted noise
+    for seed in (0, 1):
+        (seeded,) = [r for r in map(json.loads, (full / "runs" / "dsrl_sac" / f"seed-{seed}" / "train" / "metrics.jsonl").open())
+                     if r["kind"] == "seed"]
+        assert seeded["runs"] == [str(full / "base" / "demos")] and seeded["episodes"] == 2
+        assert seeded["noise_fitted"] + seeded["noise_unfitted"] == seeded["transitions"] > 0
 
 
 def test_a_rerun_skips_finished_runs_and_the_base_policy_and_restarts_a_run_cut_short(full, tmp_path, monkeypatch):
@@ -221,11 +227,15 @@ def test_from_state_dsrl_sac_is_evaluated_with_its_averaged_actor_and_dsrl_na_ta
     assert {name: a.eval_average_tau for name, a in agents.items()} == {"dsrl_sac": sac_average, "dsrl_na": 0.0,
                                                                        "sac_action_space": 0.0}
     assert given["settings"]["algorithm_overrides"] == {name: list(o) for name, o in variants.items()}
+    # from state DSRL-SAC's buffer starts with the demonstrations that pretrained the folder's base policy
+    seeded = {name: load_config(overrides=[*given["common"], *given["bench"].overrides(name, tmp_path)]).train.seed_runs
+              for name in variants}
+    assert seeded == {"dsrl_sac": [str(tmp_path / "base" / "demos")] if obs == "state" else [], "dsrl_na": [], "sac_action_space": []}
 
 
 def test_a_folder_whose_runs_had_other_algorithm_settings_is_refused(full, capsys):
     settings = _json(full / "bench.json")
-    ours = ["agent.algorithm=dsrl_sac", "agent.eval_average_tau=1e-3"]
+    ours = ["agent.algorithm=dsrl_sac", "agent.eval_average_tau=1e-3", "train.seed_runs=[$base_demos]"]
     assert settings["algorithm_overrides"]["dsrl_sac"] == ours
     (full / "bench.json").write_text(json.dumps({**settings, "algorithm_overrides": {"dsrl_sac": [*ours, "agent.utd=20"]}}))
     try:

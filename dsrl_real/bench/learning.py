@@ -58,7 +58,7 @@ def run_seed_bench(bench: SeedBench, target: Path, settings: dict, common: Seque
                 "eval_episodes": t.final_trials, "curve_episodes": t.eval_episodes,
                 "overrides": list(overrides), **{k: v for k, v in settings.items() if k not in head}}
     for variant in variants:  # a variant its config refuses fails here, not after the others' runs
-        load_config(overrides=[*common, *bench.variants[variant], *overrides])
+        load_config(overrides=[*common, *bench.overrides(variant, target), *overrides])
     ensure_base(target, [*common, *overrides], settings, settings["eval_episodes"], bench.name)
     pending = [RunSpec(v, s, str(target), (*common, f"policy.checkpoint={policy_file(target)}"), tuple(overrides), bench)
                for s in seeds for v in variants if finished(target, v, s) is None]

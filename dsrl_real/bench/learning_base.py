@@ -33,6 +33,11 @@ def policy_file(out: Path) -> Path:
     return out / "base" / "policy" / "policy.msgpack"
 
 
+def demos_dir(out: Path) -> Path:
+    """The recorded demonstrations the base policy was pretrained on (pipeline.pretrain_from_demos)."""
+    return out / "base" / "demos"
+
+
 @contextmanager
 def folder_lock(out: Path, bench: str = "learning") -> Iterator[None]:
     """An exclusive flock on out/.bench_learning.lock, waiting for another holder (said on stderr)."""

@@ -24,7 +24,7 @@ from ..config import Config, load_config
 from ..machine import machine_info
 from ..runlock import RunLock
 from ..train.trainer import train_once
-from .learning_base import read_json, write_json
+from .learning_base import demos_dir, read_json, write_json
 
 # The action-space baseline reads what DSRL reads (the vectors and the base policy's frozen embedding), so the
 # two differ in the space they act in only. With its own image encoder instead (the command line's
@@ -36,6 +36,7 @@ ALGORITHMS: dict[str, list[str]] = {
     "sac_action_space": ["train.action_space_baseline=true", "train.action_space_features=policy_embedding"],
 }
 RESULT_FILE = "result.json"
+BASE_DEMOS = "$base_demos"  # in a variant's overrides: the bench folder's demonstrations, which pretrained its base policy
 # One thread per worker: XLA's CPU thread pools in N processes on few cores fight over them. XLA reads the
 # flags when a process first computes, so they go into the environment the workers are spawned with.
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -54,6 +55,10 @@ class SeedBench:
     # extra report fields per variant: summarize({variant: {seed: result}}) -> {variant: fields}
     summarize: Callable[[dict[str, dict[str, dict]]], dict[str, dict]] | None = None
 
+    def overrides(self, variant: str, out: Path) -> list[str]:
+        """The variant's overrides for a bench folder: BASE_DEMOS names the folder's demonstrations."""
+        return [o.replace(BASE_DEMOS, str(demos_dir(out))) for o in self.variants[variant]]
+
 
 LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # From state a gradient step is most of a run's cost and still cheap (no frames to embed), so DSRL-NA takes 20
@@ -61,8 +66,11 @@ LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # 5,000 steps 86 / 94 / 86 % against 74 / 82 / 70 % with the preset's 10. DSRL-SAC did not gain from it; it is
 # evaluated with its actor averaged over about the last 1,000 gradient steps (two episodes), since its live actor
 # swings from update to update: on the same training runs (averaging changes no update) 8-11 points higher over
-# four or five seeds (docs/experiments.md). From pixels the presets keep the three-seed bench inside 90 minutes.
-ALGORITHMS_FROM_STATE = {**ALGORITHMS, "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.eval_average_tau=1e-3"],
+# four or five seeds (docs/experiments.md). Its buffer also starts with the 20 demonstrations that pretrained the
+# base policy, their chunk steps given fitted noise (train.seed_noise): 86 % over seeds 0-5 against 76 % without
+# (paired +11). From pixels the presets keep the three-seed bench inside 90 minutes.
+ALGORITHMS_FROM_STATE = {**ALGORITHMS, "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.eval_average_tau=1e-3",
+                                                     f"train.seed_runs=[{BASE_DEMOS}]"],
                          "dsrl_na": [*ALGORITHMS["dsrl_na"], "agent.utd=20"]}
 LEARNING_BY_OBS: dict[str, SeedBench] = {"pixels": LEARNING, "state": SeedBench("learning", "algorithm", ALGORITHMS_FROM_STATE)}
 
@@ -103,7 +111,7 @@ def run_one(spec: RunSpec) -> dict:
                          f"give each invocation on the same --out other seeds or {bench.kind}s"):
         train_dir = folder / "train"
         shutil.rmtree(train_dir, ignore_errors=True)  # a run cut short: it starts again
-        cfg = load_config(overrides=[*spec.overrides, *bench.variants[spec.variant], f"run.seed={spec.seed}",
+        cfg = load_config(overrides=[*spec.overrides, *bench.overrides(spec.variant, Path(spec.out)), f"run.seed={spec.seed}",
                                      f"agent.seed={spec.seed}", f"train.out_dir={train_dir}", *spec.user_overrides])
         start = time.perf_counter()
         run = bench.train(cfg)
