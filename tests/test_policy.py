@@ -237,9 +237,8 @@ def test_fitted_noise_reproduces_chunks_the_sampler_made_and_stays_inside_the_bo
 
 def test_fitted_noise_never_does_worse_than_the_mean_noise_on_the_demonstrations(trained_policy, demos):
     policy, episode = trained_policy, demos[1]
-    obs = {k: v[:len(episode.actions)] for k, v in episode.observations.items()}
-    chunks = np.stack([episode.actions[t:t + 4] for t in range(len(episode.actions) - 3)])
-    obs = {k: v[:len(chunks)] for k, v in obs.items()}
+    chunks = np.stack([episode.actions[t:t + 4] for t in range(len(episode.actions) - 3)])  # the chunk from each step
+    obs = {k: v[:len(chunks)] for k, v in episode.observations.items()}
     _, error = policy.fit_noise(obs, chunks, 1.5)
     _, start_error = policy.fit_noise(obs, chunks, 1.5, steps=0)
     assert np.all(error <= start_error) and error.mean() < start_error.mean() / 2

@@ -1,6 +1,6 @@
 """Seeding (train.seed_runs): the complete episodes of earlier recorded runs as replay-buffer
-episodes, regrouped into chunk steps with their recorded noise (none: the transitions are masked
-for SAC, usable by DSRL-NA) and rewards re-shaped by reward.form from the recorded label of the
+episodes, regrouped into chunk steps with their recorded noise (none: `fill_noise` fits it for DSRL-SAC,
+else the transitions are masked for SAC, usable by DSRL-NA) and rewards re-shaped by reward.form from the recorded label of the
 current primary backend, or, without one, the recorded per-step rewards. `label` may name several labels,
 the first an episode has counting: a verify-positives run reads its training label first (labels.py), whose
 end flags, where a human rejected a success, replace the recorded ones.
