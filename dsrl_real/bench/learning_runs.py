@@ -67,8 +67,8 @@ LEARNING = SeedBench("learning", "algorithm", ALGORITHMS)
 # evaluated with its actor averaged over about the last 1,000 gradient steps (two episodes), since its live actor
 # swings from update to update: on the same training runs (averaging changes no update) 8-11 points higher over
 # four or five seeds (docs/experiments.md). Its buffer also starts with the 20 demonstrations that pretrained the
-# base policy, their chunk steps given fitted noise (train.seed_noise): 86 % over seeds 0-5 against 76 % without
-# (paired +11). From pixels the presets keep the three-seed bench inside 90 minutes.
+# base policy, their chunk steps given fitted noise (train.seed_noise): 85 % over seeds 0-5 against 76 % without
+# (paired +9). From pixels the presets keep the three-seed bench inside 90 minutes.
 ALGORITHMS_FROM_STATE = {**ALGORITHMS, "dsrl_sac": [*ALGORITHMS["dsrl_sac"], "agent.eval_average_tau=1e-3",
                                                      f"train.seed_runs=[{BASE_DEMOS}]"],
                          "dsrl_na": [*ALGORITHMS["dsrl_na"], "agent.utd=20"]}

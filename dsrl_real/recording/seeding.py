@@ -138,11 +138,11 @@ def fill_noise(episodes: list[dict[str, Any]], fit: Callable[[dict[str, np.ndarr
         return {}
     observations = {k: np.concatenate([ep["observations"][k][:-1] for ep in missing]) for k in missing[0]["observations"]}
     noise, error = fit(observations, np.concatenate([ep["chunks"] for ep in missing]))
-    noise = np.where((error <= FIT_TOLERANCE)[:, None, None], noise, np.nan).astype(np.float32)
+    kept = error <= FIT_TOLERANCE
+    noise = np.where(kept[:, None, None], noise, np.nan).astype(np.float32)
     start = 0
     for ep in missing:
         ep["noise"], start = noise[start:start + len(ep["chunks"])], start + len(ep["chunks"])
-    kept = error <= FIT_TOLERANCE
     return {"noise_fitted": int(kept.sum()), "noise_unfitted": int((~kept).sum()),
             "noise_fit_error": round(float(error[kept].mean()), 5) if kept.any() else None}
 

@@ -238,11 +238,14 @@ class DSRLTrainer:
         """Put the complete episodes of the recorded runs in train.seed_runs into the replay buffer
         (before the warm start); returns how many. `quiet`: no metrics record (a restarted learner's again)."""
         episodes = transitions = 0
-        recorded = [ep for run_dir in self.cfg.train.seed_runs
+        recorded = (ep for run_dir in self.cfg.train.seed_runs
                     for ep in seed_transitions(run_dir, observation_space=self.env.observation_space, noise_shape=self.policy.noise_shape,
                                                chunk_shape=(self.policy.chunk_size, self.policy.action_dim), label=self.trained_label,
-                                               form=self.cfg.reward.form)]
-        fitted = fill_noise(recorded, self._fit_noise) if self._fits_seed_noise else {}
+                                               form=self.cfg.reward.form))
+        fitted: dict[str, Any] = {}
+        if self._fits_seed_noise:  # the fit takes every episode's steps at once; otherwise they stream in one by one
+            recorded = list(recorded)
+            fitted = fill_noise(recorded, self._fit_noise)
         for ep in recorded:
             arrays = self._recorded_arrays(ep)
             if self.link is None:
